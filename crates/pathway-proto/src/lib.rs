@@ -1,0 +1,20 @@
+//! Pathway's wire format, generated from `proto/` at build time.
+//!
+//! `events::v1::Event` is the payload of every stored event (a oneof with one
+//! variant per domain event) and `events::v1::EventEnvelope` its metadata. The
+//! format is versioned by package; golden fixtures in `tests/fixtures` pin the
+//! bytes so it can never change silently.
+
+pub mod events {
+    pub mod v1 {
+        #![allow(clippy::all, unreachable_pub, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/pathway.events.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/event_types.rs"));
+    }
+}
+
+/// The schema version of every payload in `pathway.events.v1`.
+pub const SCHEMA_VERSION_V1: u32 = 1;
+
+pub use prost::Message;
+pub use prost_types::Timestamp;
