@@ -42,6 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out.join("event_types.rs"), format!("{table}\n{names}"))?;
 
+    // The descriptor set, for tests that check the schema by reflection.
+    fs::write(out.join("descriptor_set.bin"), prost::Message::encode_to_vec(&fds))?;
+
     let mut config = prost_build::Config::new();
     config.compile_fds(fds)?;
     Ok(())

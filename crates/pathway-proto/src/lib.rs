@@ -13,6 +13,9 @@ pub mod events {
     }
 }
 
+/// The compiled schema (a `FileDescriptorSet`), for reflection in tests and tools.
+pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor_set.bin"));
+
 /// The schema version of every payload in `pathway.events.v1`.
 pub const SCHEMA_VERSION_V1: u32 = 1;
 

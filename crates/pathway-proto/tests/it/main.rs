@@ -1,1 +1,3 @@
+//! Tests of the wire format: golden fixtures pin the bytes of every event.
+
 mod fixtures;

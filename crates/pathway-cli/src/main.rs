@@ -1,0 +1,78 @@
+//! `pathway`: the one binary. A thin entry point: parse flags, set up
+//! telemetry, dispatch to a command module. Errors are reported with their
+//! causes and a non-zero exit code.
+
+mod bench;
+mod demo;
+mod store;
+mod validate;
+
+use clap::{Parser, Subcommand};
+
+/// Pathway: the event-sourced engine of Heilongjiang's programme to bring
+/// persons with disabilities into work.
+#[derive(Debug, Parser)]
+#[command(name = "pathway", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `pathway_store=debug`.
+    #[arg(long, global = true, env = "PATHWAY_LOG", default_value = "warn")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scripted programme scenario through the domain and the event log,
+    /// then print what each department would see.
+    Demo(demo::DemoArgs),
+    /// Check an identifier the way the engine does (resident ID, disability
+    /// certificate, unified social credit code, region code).
+    Validate(validate::ValidateArgs),
+    /// Print the policy parameters in force at a date.
+    Policy(validate::PolicyArgs),
+    /// List the event types of the wire format (pathway.events.v1).
+    Events,
+    /// Verify the hash chain of the event log.
+    Verify(store::VerifyArgs),
+    /// Measure the event log: append and read throughput and latency.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match command {
+        Command::Validate(args) => validate::run(args),
+        Command::Policy(args) => validate::policy(args).map(|()| ExitCode::SUCCESS),
+        Command::Events => {
+            for name in pathway_proto::events::v1::EVENT_TYPES {
+                println!("{name}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => runtime()?.block_on(demo::run(args)).map(|()| ExitCode::SUCCESS),
+        Command::Verify(args) => runtime()?.block_on(store::verify(args)),
+        Command::Bench(cmd) => runtime()?.block_on(bench::run(cmd)).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("pathway").build()?)
+}
