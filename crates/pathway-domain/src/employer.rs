@@ -445,14 +445,12 @@ impl Aggregate for DpfOrgan {
                 disabled_cadres,
             } => {
                 let dpf_org = validate::text("dpf_org", dpf_org, NAME_CHARS_MAX)?;
-                if let Some(known) = &self.dpf_org {
-                    if *known != dpf_org {
-                        return Err(Rejection::new(
-                            "dpf_org",
-                            format!("{dpf_org} does not match this stream's organ {known}"),
-                            "stream dpf-<org_code>",
-                        ));
-                    }
+                if let Some(known) = self.dpf_org.as_ref().filter(|k| **k != dpf_org) {
+                    return Err(Rejection::new(
+                        "dpf_org",
+                        format!("{dpf_org} does not match this stream's organ {known}"),
+                        "stream dpf-<org_code>",
+                    ));
                 }
                 validate::region("region", region)?;
                 let policy = ctx.policy.at(year_end("year", *year)?);

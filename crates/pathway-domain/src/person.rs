@@ -25,10 +25,11 @@
 //! After [`PersonalDataErased`](pb::PersonalDataErased) the person's data key
 //! is gone, so commands that would record new personal data are rejected:
 //! `record_certificate`, `verify_basic_info`, `assess_capacity`,
-//! `place_person`, `grant_consent` and a second `erase_data`. Commands that only
-//! move pseudonymous case history on stay allowed: `change_residence`,
-//! `withdraw_consent`, `register_need`, `provide_service`, `enroll_trainee`,
-//! `complete_training`, `grant_training_subsidy` and `end_placement`.
+//! `place_person` and `grant_consent`; `erase_data` itself happens once.
+//! Commands that only move pseudonymous case history on stay allowed:
+//! `change_residence`, `withdraw_consent`, `register_need`, `provide_service`,
+//! `enroll_trainee`, `complete_training`, `grant_training_subsidy` and
+//! `end_placement`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -511,7 +512,10 @@ impl Person {
         if reg.person_ref != person_ref {
             return Err(Rejection::new(
                 "person_ref",
-                format!("{person_ref} is not the person of this stream ({})", reg.person_ref),
+                format!(
+                    "{person_ref} is not the person of this stream ({})",
+                    reg.person_ref
+                ),
                 "stream person-<person_ref>",
             ));
         }
@@ -523,7 +527,7 @@ impl Person {
         if self.erased {
             return Err(Rejection::state(
                 format!("personal data was erased, {command} would record new personal data"),
-                "PIPL erasure: no personal data after the key is destroyed (§4.2)",
+                "PIPL erasure: no personal data after the key is destroyed, §4.2",
             ));
         }
         Ok(())
@@ -669,7 +673,7 @@ fn hmac(field: &'static str, value: &[u8]) -> Result<Vec<u8>, Rejection> {
         return Err(Rejection::new(
             field,
             format!("is {} bytes, expected {HMAC_BYTES}", value.len()),
-            "HMAC-SHA256 (§4.2)",
+            "HMAC-SHA256, §4.2",
         ));
     }
     Ok(value.to_vec())
@@ -679,9 +683,9 @@ fn hmac(field: &'static str, value: &[u8]) -> Result<Vec<u8>, Rejection> {
 fn phone(field: &'static str, value: &str) -> Result<String, Rejection> {
     let value = value.trim();
     let chars = value.chars().count();
-    let digits_ok = value.char_indices().all(|(i, c)| {
-        c.is_ascii_digit() || c == '-' || c == ' ' || (i == 0 && c == '+')
-    });
+    let digits_ok = value
+        .char_indices()
+        .all(|(i, c)| c.is_ascii_digit() || c == '-' || c == ' ' || (i == 0 && c == '+'));
     if !digits_ok || !(PHONE_CHARS_MIN..=PHONE_CHARS_MAX).contains(&chars) {
         return Err(Rejection::new(
             field,
@@ -698,7 +702,8 @@ fn any_county_code(field: &'static str, value: &str) -> Result<String, Rejection
     if value.starts_with("23") {
         return validate::region(field, value).map(|_| value.to_owned());
     }
-    let ok = value.len() == 6 && value.bytes().all(|b| b.is_ascii_digit()) && !value.starts_with("00");
+    let ok =
+        value.len() == 6 && value.bytes().all(|b| b.is_ascii_digit()) && !value.starts_with("00");
     if !ok {
         return Err(Rejection::new(
             field,
@@ -770,11 +775,15 @@ impl Person {
         let id = validate::resident_id("id_number", &c.id_number, ctx.today)?;
         let id_hmac = hmac("id_hmac", &c.id_hmac)?;
         let phone = c.phone.as_deref().map(|p| phone("phone", p)).transpose()?;
-        let address =
-            c.address.as_deref().map(|a| validate::text("address", a, TEXT_CHARS_MAX)).transpose()?;
+        let address = c
+            .address
+            .as_deref()
+            .map(|a| validate::text("address", a, TEXT_CHARS_MAX))
+            .transpose()?;
         let hukou_region = any_county_code("hukou_region", &c.hukou_region)?;
         validate::region("residence_region", &c.residence_region)?;
-        let registering_org = validate::text("registering_org", &c.registering_org, NAME_CHARS_MAX)?;
+        let registering_org =
+            validate::text("registering_org", &c.registering_org, NAME_CHARS_MAX)?;
         let birth = id.birth_date();
         Ok(vec![Event::PersonRegistered(pb::PersonRegistered {
             person_ref,
@@ -803,7 +812,7 @@ impl Person {
         let Some(id_number) = &reg.id_number else {
             return Err(Rejection::state(
                 "the person's ID number is not available in the clear",
-                "a certificate number starts with the holder's ID number (§2.4)",
+                "a certificate number starts with the holder's ID number, §2.4",
             ));
         };
         let id = validate::resident_id("id_number", id_number, ctx.today)?;
@@ -815,20 +824,22 @@ impl Person {
             return Err(Rejection::new(
                 "valid_until",
                 format!("{} is not after valid_from {}", c.valid_until, c.valid_from),
-                "certificate: valid_until > valid_from (§4.3)",
+                "certificate: valid_until > valid_from, §4.3",
             ));
         }
         let issuing_org = validate::text("issuing_org", &c.issuing_org, NAME_CHARS_MAX)?;
-        Ok(vec![Event::DisabilityCertificateRecorded(pb::DisabilityCertificateRecorded {
-            person_ref: reg.person_ref.clone(),
-            certificate_hmac,
-            certificate_number: personal_text(cert.number.clone()),
-            category: personal_int(i64::from(cert.category)),
-            grade: personal_int(i64::from(cert.grade)),
-            valid_from: date(c.valid_from),
-            valid_until: date(c.valid_until),
-            issuing_org,
-        })])
+        Ok(vec![Event::DisabilityCertificateRecorded(
+            pb::DisabilityCertificateRecorded {
+                person_ref: reg.person_ref.clone(),
+                certificate_hmac,
+                certificate_number: personal_text(cert.number.clone()),
+                category: personal_int(i64::from(cert.category)),
+                grade: personal_int(i64::from(cert.grade)),
+                valid_from: date(c.valid_from),
+                valid_until: date(c.valid_until),
+                issuing_org,
+            },
+        )])
     }
 
     fn grant_consent(&self, reg: &Registration, c: &Consent, ctx: &Context<'_>) -> Decision {
@@ -865,7 +876,12 @@ impl Person {
     }
 
     fn erase(&self, reg: &Registration, c: &EraseData) -> Decision {
-        self.not_erased("erase_data")?;
+        if self.erased {
+            return Err(Rejection::state(
+                "personal data is already erased",
+                "PIPL erasure: the data key is destroyed once",
+            ));
+        }
         Ok(vec![Event::PersonalDataErased(pb::PersonalDataErased {
             person_ref: reg.person_ref.clone(),
             key_id: reference("key_id", &c.key_id)?,
@@ -893,7 +909,8 @@ impl Person {
                 "R-SVC-1 Four Ones per plan year",
             ));
         }
-        let verified_by_org = validate::text("verified_by_org", &c.verified_by_org, NAME_CHARS_MAX)?;
+        let verified_by_org =
+            validate::text("verified_by_org", &c.verified_by_org, NAME_CHARS_MAX)?;
         let non_work_reason = c
             .non_work_reason
             .as_deref()
@@ -944,22 +961,29 @@ impl Person {
         }
     }
 
-    fn assess_capacity(&self, reg: &Registration, c: &AssessCapacity, ctx: &Context<'_>) -> Decision {
+    fn assess_capacity(
+        &self,
+        reg: &Registration,
+        c: &AssessCapacity,
+        ctx: &Context<'_>,
+    ) -> Decision {
         self.not_erased("assess_capacity")?;
         fact_date("assessed_on", c.assessed_on, ctx)?;
         self.wants_work_in(c.year)?;
-        Ok(vec![Event::VocationalCapacityAssessed(pb::VocationalCapacityAssessed {
-            person_ref: reg.person_ref.clone(),
-            year: c.year,
-            assessment_id: reference("assessment_id", &c.assessment_id)?,
-            assessor_org: validate::text("assessor_org", &c.assessor_org, NAME_CHARS_MAX)?,
-            capacity_level: personal_text(validate::text(
-                "capacity_level",
-                &c.capacity_level,
-                TEXT_CHARS_MAX,
-            )?),
-            assessed_on: date(c.assessed_on),
-        })])
+        Ok(vec![Event::VocationalCapacityAssessed(
+            pb::VocationalCapacityAssessed {
+                person_ref: reg.person_ref.clone(),
+                year: c.year,
+                assessment_id: reference("assessment_id", &c.assessment_id)?,
+                assessor_org: validate::text("assessor_org", &c.assessor_org, NAME_CHARS_MAX)?,
+                capacity_level: personal_text(validate::text(
+                    "capacity_level",
+                    &c.capacity_level,
+                    TEXT_CHARS_MAX,
+                )?),
+                assessed_on: date(c.assessed_on),
+            },
+        )])
     }
 
     fn register_need(&self, reg: &Registration, c: &RegisterNeed, ctx: &Context<'_>) -> Decision {
@@ -968,7 +992,10 @@ impl Person {
         if c.intended_occupations.len() > OCCUPATIONS_MAX {
             return Err(Rejection::new(
                 "intended_occupations",
-                format!("{} occupations, at most {OCCUPATIONS_MAX}", c.intended_occupations.len()),
+                format!(
+                    "{} occupations, at most {OCCUPATIONS_MAX}",
+                    c.intended_occupations.len()
+                ),
                 "bounded lists",
             ));
         }
@@ -979,26 +1006,35 @@ impl Person {
             .collect::<Result<Vec<_>, _>>()?;
         validate::region("intended_region", &c.intended_region)?;
         let preferred_forms: BTreeSet<EmploymentForm> = c.preferred_forms.iter().copied().collect();
-        Ok(vec![Event::EmploymentNeedRegistered(pb::EmploymentNeedRegistered {
-            person_ref: reg.person_ref.clone(),
-            year: c.year,
-            intended_occupations,
-            intended_region: c.intended_region.clone(),
-            preferred_forms: preferred_forms.into_iter().map(|f| f.pb() as i32).collect(),
-            registered_on: date(c.registered_on),
-        })])
+        Ok(vec![Event::EmploymentNeedRegistered(
+            pb::EmploymentNeedRegistered {
+                person_ref: reg.person_ref.clone(),
+                year: c.year,
+                intended_occupations,
+                intended_region: c.intended_region.clone(),
+                preferred_forms: preferred_forms.into_iter().map(|f| f.pb() as i32).collect(),
+                registered_on: date(c.registered_on),
+            },
+        )])
     }
 
-    fn provide_service(&self, reg: &Registration, c: &ProvideService, ctx: &Context<'_>) -> Decision {
+    fn provide_service(
+        &self,
+        reg: &Registration,
+        c: &ProvideService,
+        ctx: &Context<'_>,
+    ) -> Decision {
         fact_date("provided_on", c.provided_on, ctx)?;
         self.wants_work_in(c.year)?;
-        Ok(vec![Event::EmploymentServiceProvided(pb::EmploymentServiceProvided {
-            person_ref: reg.person_ref.clone(),
-            year: c.year,
-            service_type: c.service_type.pb() as i32,
-            provider_org: validate::text("provider_org", &c.provider_org, NAME_CHARS_MAX)?,
-            provided_on: date(c.provided_on),
-        })])
+        Ok(vec![Event::EmploymentServiceProvided(
+            pb::EmploymentServiceProvided {
+                person_ref: reg.person_ref.clone(),
+                year: c.year,
+                service_type: c.service_type.pb() as i32,
+                provider_org: validate::text("provider_org", &c.provider_org, NAME_CHARS_MAX)?,
+                provided_on: date(c.provided_on),
+            },
+        )])
     }
 
     fn enroll(&self, reg: &Registration, c: &EnrollTrainee, ctx: &Context<'_>) -> Decision {
@@ -1008,7 +1044,7 @@ impl Person {
             return Err(Rejection::new(
                 "programme_id",
                 format!("already enrolled in programme {programme_id}"),
-                "training: one enrolment per programme (§4.3)",
+                "training: one enrolment per programme, §4.3",
             ));
         }
         Ok(vec![Event::TraineeEnrolled(pb::TraineeEnrolled {
@@ -1040,11 +1076,19 @@ impl Person {
         if let Some(done) = enrolment.completed_on {
             return Err(Rejection::new(
                 "programme_id",
-                format!("programme {} was already completed on {done}", c.programme_id),
+                format!(
+                    "programme {} was already completed on {done}",
+                    c.programme_id
+                ),
                 "training: completed once",
             ));
         }
-        not_before("completed_on", c.completed_on, "enrolment on", enrolment.enrolled_on)?;
+        not_before(
+            "completed_on",
+            c.completed_on,
+            "enrolment on",
+            enrolment.enrolled_on,
+        )?;
         let skill_certificate_level = c
             .skill_certificate_level
             .as_deref()
@@ -1072,25 +1116,38 @@ impl Person {
             return Err(Rejection::new(
                 "programme_id",
                 format!("programme {} is not completed", c.programme_id),
-                "R-TRN-1 subsidy only after completion (§4.3)",
+                "R-TRN-1 subsidy only after completion, §4.3",
             ));
         };
         if enrolment.subsidised {
             return Err(Rejection::new(
                 "programme_id",
-                format!("the subsidy for programme {} was already granted", c.programme_id),
+                format!(
+                    "the subsidy for programme {} was already granted",
+                    c.programme_id
+                ),
                 "R-TRN-1 one subsidy per completed programme",
             ));
         }
-        not_before("granted_on", c.granted_on, "completion on", Some(completed_on))?;
-        Ok(vec![Event::TrainingSubsidyGranted(pb::TrainingSubsidyGranted {
-            programme_id: c.programme_id.clone(),
-            person_ref: reg.person_ref.clone(),
-            tuition_fen: validate::money_fen("tuition_fen", c.tuition_fen)?,
-            living_allowance_fen: validate::money_fen("living_allowance_fen", c.living_allowance_fen)?,
-            payer_org: validate::text("payer_org", &c.payer_org, NAME_CHARS_MAX)?,
-            granted_on: date(c.granted_on),
-        })])
+        not_before(
+            "granted_on",
+            c.granted_on,
+            "completion on",
+            Some(completed_on),
+        )?;
+        Ok(vec![Event::TrainingSubsidyGranted(
+            pb::TrainingSubsidyGranted {
+                programme_id: c.programme_id.clone(),
+                person_ref: reg.person_ref.clone(),
+                tuition_fen: validate::money_fen("tuition_fen", c.tuition_fen)?,
+                living_allowance_fen: validate::money_fen(
+                    "living_allowance_fen",
+                    c.living_allowance_fen,
+                )?,
+                payer_org: validate::text("payer_org", &c.payer_org, NAME_CHARS_MAX)?,
+                granted_on: date(c.granted_on),
+            },
+        )])
     }
 
     fn place(&self, reg: &Registration, c: &PlacePerson, ctx: &Context<'_>) -> Decision {
@@ -1105,9 +1162,9 @@ impl Person {
         }
         let form = c.employment_form;
         let employer_uscc = match c.employer_uscc.as_deref().map(str::trim) {
-            Some(code) if !code.is_empty() => {
-                validate::credit_code("employer_uscc", code)?.as_str().to_owned()
-            }
+            Some(code) if !code.is_empty() => validate::credit_code("employer_uscc", code)?
+                .as_str()
+                .to_owned(),
             _ if form.needs_employer() => {
                 return Err(Rejection::new(
                     "employer_uscc",
@@ -1120,7 +1177,11 @@ impl Person {
         fact_date("start_date", c.start_date, ctx)?;
         let wage = validate::money_fen("monthly_wage_fen", c.monthly_wage_fen)?;
         validate::region("region", &c.region)?;
-        let post_id = c.post_id.as_deref().map(|p| reference("post_id", p)).transpose()?;
+        let post_id = c
+            .post_id
+            .as_deref()
+            .map(|p| reference("post_id", p))
+            .transpose()?;
         if form == EmploymentForm::Quota {
             if c.contract_type != ContractType::EstablishedPost
                 && c.contract_months < QUOTA_CONTRACT_MONTHS_MIN
@@ -1131,21 +1192,21 @@ impl Person {
                         "{} months, quota employment needs at least {QUOTA_CONTRACT_MONTHS_MIN} or an established post",
                         c.contract_months
                     ),
-                    "quota eligibility: contract ≥ 12 months or 在编 (§4.3)",
+                    "quota eligibility: contract ≥ 12 months or 在编, §4.3",
                 ));
             }
             if !c.wage_at_least_minimum {
                 return Err(Rejection::new(
                     "wage_at_least_minimum",
                     "the wage is below the local minimum",
-                    "quota eligibility: wage ≥ local minimum (§4.3)",
+                    "quota eligibility: wage ≥ local minimum, §4.3",
                 ));
             }
             if !c.social_insurance_paid {
                 return Err(Rejection::new(
                     "social_insurance_paid",
                     "social insurance is not paid",
-                    "quota eligibility: social insurance paid (§4.3)",
+                    "quota eligibility: social insurance paid, §4.3",
                 ));
             }
         }
@@ -1158,7 +1219,7 @@ impl Person {
                 return Err(Rejection::new(
                     "employer_uscc",
                     format!("placement {id} at {employer_uscc} is still open"),
-                    "placement: one open placement per person per employer (§4.3)",
+                    "placement: one open placement per person per employer, §4.3",
                 ));
             }
         }
@@ -1202,7 +1263,7 @@ impl Person {
             return Err(Rejection::new(
                 "placement_id",
                 format!("placement {} already ended on {ended}", c.placement_id),
-                "placement: end only an open placement (§4.5)",
+                "placement: end only an open placement, §4.5",
             ));
         }
         not_before("end_date", c.end_date, "the start", placement.start_date)?;

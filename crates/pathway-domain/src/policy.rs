@@ -170,6 +170,15 @@ impl Policy {
         u128::from(numerator) * u128::from(BASIS_POINTS_PER_UNIT)
             >= u128::from(denominator) * u128::from(min_bp)
     }
+
+    /// Whether `numerator / denominator <= max_bp / 10000`, exactly, in
+    /// integers: `within_cap(2000, 10000, 2000)` holds (exactly 20% is
+    /// allowed), `within_cap(2001, 10000, 2000)` does not. Over a zero
+    /// denominator only a zero numerator is within the cap.
+    pub fn within_cap(numerator: u64, denominator: u64, max_bp: u32) -> bool {
+        u128::from(numerator) * u128::from(BASIS_POINTS_PER_UNIT)
+            <= u128::from(denominator) * u128::from(max_bp)
+    }
 }
 
 /// Every parameter's entries, keyed by parameter and effective date, plus the

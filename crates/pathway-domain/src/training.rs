@@ -12,7 +12,9 @@ use chrono::{Months, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Aggregate, Context, Decision, Event, Rejection, convert::date, pb,
+    Aggregate, Context, Decision, Event, Rejection,
+    convert::date,
+    pb,
     person::{NAME_CHARS_MAX, REF_CHARS_MAX, wire_enum},
     validate,
 };
@@ -99,7 +101,7 @@ impl TrainingCommand {
 }
 
 /// The state of one programme.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TrainingProgramme {
     registered: Option<pb::TrainingProgrammeRegistered>,
 }
@@ -149,9 +151,8 @@ impl TrainingProgramme {
                 "training: end ≥ start",
             ));
         }
-        let actual = TrainingCycle::of(c.start_date, c.end_date).ok_or_else(|| {
-            Rejection::new("end_date", "is beyond the calendar", "date range")
-        })?;
+        let actual = TrainingCycle::of(c.start_date, c.end_date)
+            .ok_or_else(|| Rejection::new("end_date", "is beyond the calendar", "date range"))?;
         if actual != c.cycle {
             return Err(Rejection::new(
                 "cycle",
@@ -159,17 +160,19 @@ impl TrainingProgramme {
                     "{:?} does not fit {} to {}, which is {:?}",
                     c.cycle, c.start_date, c.end_date, actual
                 ),
-                "training cycle: short ≤ 1 month, medium ≤ 6 months, long > 6 months (§4.3)",
+                "training cycle: short ≤ 1 month, medium ≤ 6 months, long > 6 months, §4.3",
             ));
         }
-        Ok(vec![Event::TrainingProgrammeRegistered(pb::TrainingProgrammeRegistered {
-            programme_id,
-            training_type: c.training_type.pb() as i32,
-            cycle: c.cycle.pb() as i32,
-            provider_org,
-            start_date: date(c.start_date),
-            end_date: date(c.end_date),
-            region: c.region.clone(),
-        })])
+        Ok(vec![Event::TrainingProgrammeRegistered(
+            pb::TrainingProgrammeRegistered {
+                programme_id,
+                training_type: c.training_type.pb() as i32,
+                cycle: c.cycle.pb() as i32,
+                provider_org,
+                start_date: date(c.start_date),
+                end_date: date(c.end_date),
+                region: c.region.clone(),
+            },
+        )])
     }
 }

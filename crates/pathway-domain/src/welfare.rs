@@ -214,7 +214,7 @@ impl Aggregate for WelfarePosts {
                         format!(
                             "{planned_end} is after {latest}, {POST_TERM_MAX_YEARS} years from start_date {start_date}"
                         ),
-                        "post_term_max_years",
+                        "post_term_max_years, reference 2.8",
                     ));
                 }
                 Ok(vec![Event::PublicWelfarePostAssigned(
@@ -231,7 +231,7 @@ impl Aggregate for WelfarePosts {
             }
             WelfarePostsCommand::VacatePost { post_id, end_date } => {
                 let (region, year) = self.developed()?;
-                let Some(Some(occupant)) = self.posts.get(post_id) else {
+                let Some(Some(occupant)) = self.posts.get(post_id.trim()) else {
                     return Err(Rejection::new(
                         "post_id",
                         format!("post {post_id} has no occupant"),
@@ -250,7 +250,7 @@ impl Aggregate for WelfarePosts {
                     pb::PublicWelfarePostVacated {
                         region: region.clone(),
                         year: *year,
-                        post_id: post_id.clone(),
+                        post_id: post_id.trim().to_owned(),
                         person_ref: occupant.person_ref.clone(),
                         end_date: convert::date(*end_date),
                     },
@@ -431,10 +431,10 @@ impl Aggregate for Fund {
                                 return Err(Rejection::new(
                                     "amount_fen",
                                     format!(
-                                        "{amount} would bring the category total to {total} fen, over {} bp of the base {} fen{why}",
+                                        "{amount} fen would bring the category total to {total} fen, above the cap of {} bp of the base {} fen{why}",
                                         policy.fund_pwp_cap_bp, self.fund_base_fen
                                     ),
-                                    "R-FUND-1, policy fund.pwp_social_insurance_cap",
+                                    "R-FUND-1, policy fund_pwp_cap_bp",
                                 ));
                             }
                         }
@@ -468,7 +468,7 @@ impl Aggregate for Fund {
                             "{approved} fen is within the cap of {} bp of the base {} fen: no override needed",
                             policy.fund_pwp_cap_bp, self.fund_base_fen
                         ),
-                        "R-FUND-1",
+                        "R-FUND-1, policy fund_pwp_cap_bp",
                     ));
                 }
                 if approved > self.fund_base_fen {

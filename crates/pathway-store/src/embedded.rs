@@ -1,1 +1,935 @@
-//! placeholder
+//! The embedded backend: the log in one SQLite database under a data
+//! directory (`<dir>/events.db`), no server needed.
+//!
+//! Writes go through a single writer thread (`pathway-embedded-writer`) that
+//! owns the only write connection. Appends queue on a bounded channel
+//! ([`APPEND_QUEUE_LEN_MAX`]); the writer drains up to
+//! [`GROUP_COMMIT_EVENTS_MAX`] events and commits them in one transaction (one
+//! fsync for the group), checking each request's expected version on its own
+//! against the stream versions including earlier requests of the same group.
+//! A request that fails its checks fails alone; the rest of the group commits.
+//! Callers are answered only after the commit is durable
+//! (`journal_mode=WAL`, `synchronous=FULL`).
+//!
+//! Positions are assigned by the writer inside the write transaction, so they
+//! are dense and follow commit order; readers (read-only connections from a
+//! bounded pool, on the blocking thread pool) only ever see committed rows.
+//!
+//! Crash safety: a torn WAL tail is rolled back by SQLite on open. On open the
+//! store additionally verifies the hash chain of the last
+//! [`OPEN_VERIFY_EVENTS`] records and refuses to start on a broken tail.
+//!
+//! Each group re-reads the head and stream versions inside its `BEGIN
+//! IMMEDIATE` transaction instead of caching them, so even a second process
+//! writing the same directory cannot fork the chain: it only waits for the
+//! write lock.
+//!
+//! An append whose caller goes away (future dropped) may still commit; a
+//! retry with the same event ids returns the original result.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::DateTime;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::chain::{Canonical, GENESIS, Verifier};
+use crate::limits::{APPEND_QUEUE_LEN_MAX, GROUP_COMMIT_EVENTS_MAX, VERIFY_BATCH_EVENTS};
+use crate::{
+    AppendResult, ChainBreak, ChainBreakKind, EventStore, ExpectedVersion, Head, NewEvent,
+    ReadFilter, RecordedEvent, StoreError, VerifyReport, validate,
+};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE_NAME: &str = "events.db";
+/// Records whose chain is verified when the store opens.
+pub const OPEN_VERIFY_EVENTS: u64 = 16;
+/// Read-only connections open at once (and concurrent read calls).
+const READER_CONNECTIONS_MAX: usize = 8;
+/// Wait for a SQLite lock held by another connection.
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE_LEN_MAX: usize = 32;
+const WRITER_THREAD_NAME: &str = "pathway-embedded-writer";
+
+/// Schema migrations; entry `i` moves `PRAGMA user_version` from `i` to `i + 1`.
+/// Never edit an entry that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the log. `category` is derived (never stored, never hashed) so
+    // `read_all` can filter by it in SQL.
+    "CREATE TABLE events (
+        position           INTEGER PRIMARY KEY,
+        stream_id          TEXT    NOT NULL,
+        stream_version     INTEGER NOT NULL,
+        event_id           BLOB    NOT NULL UNIQUE,
+        event_type         TEXT    NOT NULL,
+        schema_version     INTEGER NOT NULL,
+        recorded_at_micros INTEGER NOT NULL,
+        metadata           BLOB    NOT NULL,
+        payload            BLOB    NOT NULL,
+        prev_hash          BLOB    NOT NULL,
+        hash               BLOB    NOT NULL,
+        category           TEXT GENERATED ALWAYS AS (
+            CASE WHEN instr(stream_id, '-') > 0
+                 THEN substr(stream_id, 1, instr(stream_id, '-') - 1)
+                 ELSE stream_id END) VIRTUAL,
+        UNIQUE (stream_id, stream_version)
+    ) STRICT;",
+];
+
+const EVENT_COLUMNS: &str = "position, stream_id, stream_version, event_id, event_type, \
+     schema_version, recorded_at_micros, metadata, payload, prev_hash, hash";
+
+const INSERT_EVENT: &str = "INSERT INTO events (position, stream_id, stream_version, event_id, \
+     event_type, schema_version, recorded_at_micros, metadata, payload, prev_hash, hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+const SELECT_HEAD: &str = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1";
+
+const SELECT_STREAM_VERSION: &str = "SELECT max(stream_version) FROM events WHERE stream_id = ?1";
+
+const SELECT_BY_EVENT_ID: &str = "SELECT position, stream_id, stream_version, event_type, \
+     schema_version, metadata, payload FROM events WHERE event_id = ?1";
+
+/// The log in a SQLite database under a data directory. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+// Field order matters: `appends` is dropped before `writer`, which closes the
+// queue so the writer thread finishes its last group and exits before it is
+// joined.
+struct Inner {
+    db_path: PathBuf,
+    appends: mpsc::Sender<AppendRequest>,
+    head: watch::Receiver<u64>,
+    readers: Arc<ReaderPool>,
+    _writer: WriterThread,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("db_path", &self.inner.db_path)
+            .finish()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the log in `dir`: creates the directory and
+    /// `events.db`, applies migrations, verifies the chain's tail and starts
+    /// the writer thread.
+    #[tracing::instrument(skip_all, fields(dir = %dir.display()))]
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("create data directory {}: {e}", dir.display()))
+        })?;
+        let db_path = dir.join(DB_FILE_NAME);
+        let mut conn = Connection::open_with_flags(
+            &db_path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sqlite_error(&db_path, "open", e))?;
+        configure_writer(&conn, &db_path)?;
+        migrate(&mut conn, &db_path)?;
+        check_tail(&conn, &db_path)?;
+        let (head_position, _) =
+            read_head(&conn).map_err(|e| sqlite_error(&db_path, "read head", e))?;
+
+        let (head_tx, head_rx) = watch::channel(head_position);
+        let (appends, requests) = mpsc::channel(APPEND_QUEUE_LEN_MAX);
+        let writer_path = db_path.clone();
+        let handle = std::thread::Builder::new()
+            .name(WRITER_THREAD_NAME.to_owned())
+            .spawn(move || {
+                Writer {
+                    conn,
+                    db_path: writer_path,
+                    head: head_tx,
+                }
+                .run(requests)
+            })
+            .map_err(|e| StoreError::Unavailable(format!("start writer thread: {e}")))?;
+        tracing::debug!(head_position, "embedded store open");
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                readers: Arc::new(ReaderPool {
+                    db_path: db_path.clone(),
+                    idle: Mutex::new(Vec::with_capacity(READER_CONNECTIONS_MAX)),
+                    permits: Arc::new(Semaphore::new(READER_CONNECTIONS_MAX)),
+                }),
+                db_path,
+                appends,
+                head: head_rx,
+                _writer: WriterThread(Some(handle)),
+            }),
+        })
+    }
+
+    /// The database file (`<dir>/events.db`).
+    pub fn db_path(&self) -> &Path {
+        &self.inner.db_path
+    }
+
+    /// Runs `read` on a pooled read-only connection on the blocking pool.
+    async fn with_reader<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Path) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = Arc::clone(&self.inner.readers);
+        let permit = Arc::clone(&pool.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _span = span.enter();
+            let conn = pool.take()?;
+            let result = read(&conn, &pool.db_path);
+            pool.put(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+
+    /// Records with `from <= position <= to`, at most `max`, in position order.
+    async fn read_range(
+        &self,
+        from: u64,
+        to: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.with_reader(move |conn, path| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events \
+                     WHERE position >= ?1 AND position <= ?2 ORDER BY position LIMIT ?3"
+                ))
+                .map_err(|e| sqlite_error(path, "prepare read", e))?;
+            let rows = stmt
+                .query(params![sql_int(from), sql_int(to), sql_int(max)])
+                .map_err(|e| sqlite_error(path, "read", e))?;
+            collect_events(rows, path, max)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    #[tracing::instrument(skip_all, fields(stream_id = %stream, events = events.len()))]
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        validate::check_append(stream, &events)?;
+        let (reply, result) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            reply,
+        };
+        self.inner
+            .appends
+            .send(request)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    #[tracing::instrument(skip_all, fields(stream_id = %stream, from_version = from_version, max = max))]
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let stream = stream.to_owned();
+        self.with_reader(move |conn, path| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events \
+                     WHERE stream_id = ?1 AND stream_version >= ?2 \
+                     ORDER BY stream_version LIMIT ?3"
+                ))
+                .map_err(|e| sqlite_error(path, "prepare read_stream", e))?;
+            let rows = stmt
+                .query(params![stream, sql_int(from_version), sql_int(max)])
+                .map_err(|e| sqlite_error(path, "read_stream", e))?;
+            collect_events(rows, path, max)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(from_position = from_position, max = max))]
+    async fn read_all(
+        &self,
+        from_position: u64,
+        max: usize,
+        filter: &ReadFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let filter = filter.clone();
+        self.with_reader(move |conn, path| {
+            let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position >= ?");
+            let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+            let from = sql_int(from_position);
+            args.push(&from);
+            push_in_list(&mut sql, &mut args, "event_type", &filter.event_types);
+            push_in_list(&mut sql, &mut args, "category", &filter.categories);
+            sql.push_str(" ORDER BY position LIMIT ?");
+            let limit = sql_int(max);
+            args.push(&limit);
+            let mut stmt = conn
+                .prepare_cached(&sql)
+                .map_err(|e| sqlite_error(path, "prepare read_all", e))?;
+            let rows = stmt
+                .query(args.as_slice())
+                .map_err(|e| sqlite_error(path, "read_all", e))?;
+            let events = collect_events(rows, path, max)?;
+            if filter.event_types.is_empty() && filter.categories.is_empty() {
+                check_dense(from_position.max(1), &events, path)?;
+            }
+            debug_assert!(
+                events
+                    .iter()
+                    .all(|e| filter.admits(&e.stream_id, &e.event_type))
+            );
+            Ok(events)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn head(&self) -> Result<Head, StoreError> {
+        self.with_reader(|conn, path| {
+            let (position, hash) =
+                read_head(conn).map_err(|e| sqlite_error(path, "read head", e))?;
+            Ok(Head { position, hash })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(from = from, to = ?to))]
+    async fn verify(&self, from: u64, to: Option<u64>) -> Result<VerifyReport, StoreError> {
+        let from = from.max(1);
+        let to = match to {
+            Some(to) => to,
+            None => self.head().await?.position,
+        };
+        // Seeded by the record before the range (or the range's end when
+        // the range is empty), whose stored hash is taken as given.
+        let seed_position = (from - 1).min(to);
+        let mut verifier = if seed_position == 0 {
+            Verifier::after(0, GENESIS)
+        } else {
+            match self
+                .read_range(seed_position, seed_position, 1)
+                .await?
+                .pop()
+            {
+                Some(seed) => Verifier::after(seed.position, seed.hash),
+                None => {
+                    return Ok(VerifyReport {
+                        checked: 0,
+                        head: Head {
+                            position: 0,
+                            hash: GENESIS,
+                        },
+                        first_break: Some(ChainBreak {
+                            position: seed_position,
+                            kind: ChainBreakKind::RecordMissing,
+                        }),
+                    });
+                }
+            }
+        };
+        let mut first_break = None;
+        'batches: while verifier.last_position < to {
+            let batch = self
+                .read_range(verifier.last_position + 1, to, VERIFY_BATCH_EVENTS)
+                .await?;
+            if batch.is_empty() {
+                first_break = Some(ChainBreak {
+                    position: verifier.last_position + 1,
+                    kind: ChainBreakKind::RecordMissing,
+                });
+                break;
+            }
+            for record in &batch {
+                if let Err(chain_break) = verifier.check(record) {
+                    first_break = Some(chain_break);
+                    break 'batches;
+                }
+            }
+        }
+        if let Some(b) = &first_break {
+            tracing::warn!(position = b.position, kind = %b.kind, "hash chain broken");
+        }
+        Ok(VerifyReport {
+            checked: verifier.checked,
+            head: Head {
+                position: verifier.last_position,
+                hash: verifier.last_hash,
+            },
+            first_break,
+        })
+    }
+
+    fn head_changes(&self) -> watch::Receiver<u64> {
+        self.inner.head.clone()
+    }
+}
+
+/// Appends ` AND column IN (?, …)` for a non-empty list.
+fn push_in_list<'a>(
+    sql: &mut String,
+    args: &mut Vec<&'a dyn rusqlite::ToSql>,
+    column: &str,
+    values: &'a [String],
+) {
+    if values.is_empty() {
+        return;
+    }
+    sql.push_str(" AND ");
+    sql.push_str(column);
+    sql.push_str(" IN (");
+    for (i, value) in values.iter().enumerate() {
+        sql.push_str(if i == 0 { "?" } else { ", ?" });
+        args.push(value);
+    }
+    sql.push(')');
+}
+
+// ---------------------------------------------------------------------------
+// Writer
+
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+/// Joins the writer thread when the store's last handle is dropped.
+struct WriterThread(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("embedded writer thread panicked");
+        }
+    }
+}
+
+/// The writer thread's state: the only write connection.
+struct Writer {
+    conn: Connection,
+    db_path: PathBuf,
+    head: watch::Sender<u64>,
+}
+
+/// A group's outcome per request, or an infrastructure failure of the whole group.
+type GroupOutcome = Result<Vec<Result<AppendResult, StoreError>>, StoreError>;
+
+impl Writer {
+    fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
+        let mut group: Vec<AppendRequest> = Vec::new();
+        let mut carried: Option<AppendRequest> = None;
+        loop {
+            let first = match carried.take() {
+                Some(request) => request,
+                None => match requests.blocking_recv() {
+                    Some(request) => request,
+                    None => break,
+                },
+            };
+            let mut group_events = first.events.len();
+            group.push(first);
+            while group_events < GROUP_COMMIT_EVENTS_MAX {
+                match requests.try_recv() {
+                    Ok(request)
+                        if group_events + request.events.len() > GROUP_COMMIT_EVENTS_MAX =>
+                    {
+                        carried = Some(request);
+                        break;
+                    }
+                    Ok(request) => {
+                        group_events += request.events.len();
+                        group.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let outcome = self.commit_group(&group, group_events);
+            self.reply(&mut group, outcome);
+        }
+        tracing::debug!("embedded writer stopped");
+    }
+
+    /// Writes one group in one transaction.
+    fn commit_group(&mut self, group: &[AppendRequest], group_events: usize) -> GroupOutcome {
+        let _span = tracing::debug_span!(
+            "group_commit",
+            requests = group.len(),
+            events = group_events
+        )
+        .entered();
+        let path = &self.db_path;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| sqlite_error(path, "begin", e))?;
+        let (mut position, mut prev_hash) =
+            read_head(&tx).map_err(|e| sqlite_error(path, "read head", e))?;
+        let recorded_at_micros = chrono::Utc::now().timestamp_micros();
+        let mut versions: HashMap<&str, u64> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(group.len());
+        for request in group {
+            let outcome = apply_request(
+                &tx,
+                request,
+                &mut versions,
+                &mut position,
+                &mut prev_hash,
+                recorded_at_micros,
+            )
+            .map_err(|e| sqlite_error(path, "append", e))?;
+            outcomes.push(outcome);
+        }
+        tx.commit().map_err(|e| sqlite_error(path, "commit", e))?;
+        self.head.send_if_modified(|head| {
+            let moved = *head != position;
+            *head = position;
+            moved
+        });
+        Ok(outcomes)
+    }
+
+    fn reply(&self, group: &mut Vec<AppendRequest>, outcome: GroupOutcome) {
+        match outcome {
+            Ok(outcomes) => {
+                for (request, outcome) in group.drain(..).zip(outcomes) {
+                    // A caller that went away no longer needs the answer.
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, requests = group.len(), "group commit failed");
+                let message = error.to_string();
+                for request in group.drain(..) {
+                    let _ = request.reply.send(Err(match &error {
+                        StoreError::Corrupted { location, detail } => StoreError::Corrupted {
+                            location: location.clone(),
+                            detail: detail.clone(),
+                        },
+                        _ => StoreError::Unavailable(message.clone()),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// One request inside the group's transaction. The outer error is an
+/// infrastructure failure (fails the group); the inner one is this request's
+/// own rejection.
+fn apply_request<'g>(
+    tx: &Connection,
+    request: &'g AppendRequest,
+    versions: &mut HashMap<&'g str, u64>,
+    position: &mut u64,
+    prev_hash: &mut [u8; 32],
+    recorded_at_micros: i64,
+) -> rusqlite::Result<Result<AppendResult, StoreError>> {
+    let stream = request.stream.as_str();
+    if let Some(outcome) = check_retry(tx, request)? {
+        return Ok(outcome);
+    }
+    let current = match versions.get(stream) {
+        Some(&version) => version,
+        None => stream_version(tx, stream)?,
+    };
+    if !request.expected.admits(current) {
+        return Ok(Err(StoreError::WrongExpectedVersion {
+            stream: request.stream.clone(),
+            expected: request.expected,
+            actual: current,
+        }));
+    }
+    let first_position = *position + 1;
+    let mut version = current;
+    let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+    for event in &request.events {
+        *position += 1;
+        version += 1;
+        let hash = Canonical {
+            position: *position,
+            stream_id: stream,
+            stream_version: version,
+            event_id: &event.event_id,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            recorded_at_micros,
+            metadata: &event.metadata,
+            payload: &event.payload,
+        }
+        .hash(prev_hash);
+        insert.execute(params![
+            sql_int(*position),
+            stream,
+            sql_int(version),
+            event.event_id.as_bytes().as_slice(),
+            event.event_type,
+            event.schema_version,
+            recorded_at_micros,
+            &event.metadata[..],
+            &event.payload[..],
+            prev_hash.as_slice(),
+            hash.as_slice(),
+        ])?;
+        *prev_hash = hash;
+    }
+    versions.insert(stream, version);
+    Ok(Ok(AppendResult {
+        first_position,
+        last_position: *position,
+        stream_version: version,
+    }))
+}
+
+/// If any of the request's event ids is already stored: the original result
+/// when all of them are, in this stream, at consecutive versions and
+/// positions, with identical content (an idempotent retry); otherwise
+/// [`StoreError::EventIdReused`]. `None` when none is stored.
+fn check_retry(
+    tx: &Connection,
+    request: &AppendRequest,
+) -> rusqlite::Result<Option<Result<AppendResult, StoreError>>> {
+    let mut lookup = tx.prepare_cached(SELECT_BY_EVENT_ID)?;
+    let mut new_count = 0usize;
+    // (position, version) of the request's first event if this is a retry.
+    let mut base: Option<(u64, u64)> = None;
+    // The first stored id that cannot be part of a retry of this very append.
+    let mut reused: Option<StoreError> = None;
+    // The first stored id, named if some other id of the request is new.
+    let mut first_stored: Option<StoreError> = None;
+    for (offset, event) in (0u64..).zip(&request.events) {
+        let stored = lookup
+            .query_row([event.event_id.as_bytes().as_slice()], |row| {
+                let position = sql_u64(row.get(0)?);
+                let stream_id: String = row.get(1)?;
+                let version = sql_u64(row.get(2)?);
+                let same_content = row.get_ref(3)?.as_str()? == event.event_type
+                    && row.get::<_, u32>(4)? == event.schema_version
+                    && row.get_ref(5)?.as_blob()? == &event.metadata[..]
+                    && row.get_ref(6)?.as_blob()? == &event.payload[..];
+                Ok((position, stream_id, version, same_content))
+            })
+            .optional()?;
+        let Some((position, stream_id, version, same_content)) = stored else {
+            new_count += 1;
+            continue;
+        };
+        let (base_position, base_version) =
+            *base.get_or_insert((position.wrapping_sub(offset), version.wrapping_sub(offset)));
+        let in_place = stream_id == request.stream
+            && position == base_position.wrapping_add(offset)
+            && version == base_version.wrapping_add(offset);
+        let error = StoreError::EventIdReused {
+            event_id: event.event_id,
+            stream: stream_id,
+            version,
+        };
+        if reused.is_none() && !(same_content && in_place) {
+            reused = Some(error);
+        } else if first_stored.is_none() {
+            first_stored = Some(error);
+        }
+    }
+    let Some((base_position, base_version)) = base else {
+        return Ok(None);
+    };
+    if let Some(error) = reused {
+        return Ok(Some(Err(error)));
+    }
+    if new_count > 0 {
+        // Some ids stored, some new: not a retry of one append.
+        return Ok(first_stored.map(Err));
+    }
+    let last_offset = request.events.len() as u64 - 1;
+    Ok(Some(Ok(AppendResult {
+        first_position: base_position,
+        last_position: base_position + last_offset,
+        stream_version: base_version + last_offset,
+    })))
+}
+
+fn stream_version(conn: &Connection, stream: &str) -> rusqlite::Result<u64> {
+    let version: Option<i64> = conn
+        .prepare_cached(SELECT_STREAM_VERSION)?
+        .query_row([stream], |row| row.get(0))?;
+    Ok(version.map_or(0, sql_u64))
+}
+
+// ---------------------------------------------------------------------------
+// Readers
+
+/// Read-only connections, at most [`READER_CONNECTIONS_MAX`] at once.
+struct ReaderPool {
+    db_path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl ReaderPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        match idle {
+            Some(conn) => Ok(conn),
+            None => open_reader(&self.db_path),
+        }
+    }
+
+    fn put(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < READER_CONNECTIONS_MAX
+        {
+            idle.push(conn);
+        }
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sqlite_error(path, "open reader", e))?;
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+        .map_err(|e| sqlite_error(path, "configure reader", e))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_LEN_MAX);
+    Ok(conn)
+}
+
+/// Decodes up to `max` rows of [`EVENT_COLUMNS`].
+fn collect_events(
+    mut rows: rusqlite::Rows<'_>,
+    path: &Path,
+    max: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut events = Vec::with_capacity(max.min(VERIFY_BATCH_EVENTS));
+    while let Some(row) = rows.next().map_err(|e| sqlite_error(path, "read row", e))? {
+        events.push(decode_event(row, path)?);
+    }
+    Ok(events)
+}
+
+fn decode_event(row: &Row<'_>, path: &Path) -> Result<RecordedEvent, StoreError> {
+    let raw_position: i64 = row
+        .get(0)
+        .map_err(|e| sqlite_error(path, "read position", e))?;
+    let position = u64::try_from(raw_position).unwrap_or(0);
+    let corrupt = |detail: String| StoreError::Corrupted {
+        location: format!("{} position {raw_position}", path.display()),
+        detail,
+    };
+    let column = |e: rusqlite::Error| corrupt(format!("unreadable column: {e}"));
+    let blob = |i: usize| -> Result<&[u8], StoreError> {
+        row.get_ref(i)
+            .map_err(column)?
+            .as_blob()
+            .map_err(|e| corrupt(format!("column {i}: {e}")))
+    };
+    let hash_of = |i: usize| -> Result<[u8; 32], StoreError> {
+        let bytes = blob(i)?;
+        <[u8; 32]>::try_from(bytes)
+            .map_err(|_| corrupt(format!("column {i}: hash of {} bytes, not 32", bytes.len())))
+    };
+    let event_id_bytes = blob(3)?;
+    let event_id = Uuid::from_slice(event_id_bytes).map_err(|_| {
+        corrupt(format!(
+            "event id of {} bytes, not 16",
+            event_id_bytes.len()
+        ))
+    })?;
+    let recorded_at_micros: i64 = row.get(6).map_err(column)?;
+    let recorded_at = DateTime::from_timestamp_micros(recorded_at_micros)
+        .ok_or_else(|| corrupt(format!("commit time {recorded_at_micros} µs out of range")))?;
+    let stream_version: i64 = row.get(2).map_err(column)?;
+    Ok(RecordedEvent {
+        position,
+        stream_id: row.get(1).map_err(column)?,
+        stream_version: u64::try_from(stream_version)
+            .map_err(|_| corrupt(format!("stream version {stream_version}")))?,
+        event_id,
+        event_type: row.get(4).map_err(column)?,
+        schema_version: row.get(5).map_err(column)?,
+        recorded_at,
+        metadata: Bytes::copy_from_slice(blob(7)?),
+        payload: Bytes::copy_from_slice(blob(8)?),
+        prev_hash: hash_of(9)?,
+        hash: hash_of(10)?,
+    })
+}
+
+/// An unfiltered read must return positions `from`, `from + 1`, …: positions
+/// are assigned densely at commit, so a hole means a record was removed.
+fn check_dense(from: u64, events: &[RecordedEvent], path: &Path) -> Result<(), StoreError> {
+    for (expected, event) in (from..).zip(events) {
+        if event.position != expected {
+            return Err(StoreError::Corrupted {
+                location: format!("{} position {expected}", path.display()),
+                detail: format!("record missing: read position {} next", event.position),
+            });
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Opening
+
+fn configure_writer(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |e| sqlite_error(path, "configure", e);
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+        .map_err(err)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "{}: journal_mode is {mode}, WAL required",
+            path.display()
+        )));
+    }
+    // fsync the WAL on every commit: an acknowledged append survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_LEN_MAX);
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |e| sqlite_error(path, "migrate", e);
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(err)?;
+    let known = MIGRATIONS.len();
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current > known {
+        return Err(StoreError::Corrupted {
+            location: path.display().to_string(),
+            detail: format!("schema version {current} is newer than this build supports ({known})"),
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", index + 1)
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        tracing::info!(schema_version = index + 1, "migrated embedded store");
+    }
+    Ok(())
+}
+
+/// Verifies the chain over the last [`OPEN_VERIFY_EVENTS`] records.
+fn check_tail(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events ORDER BY position DESC LIMIT ?1"
+        ))
+        .map_err(|e| sqlite_error(path, "read tail", e))?;
+    let window = OPEN_VERIFY_EVENTS + 1;
+    let rows = stmt
+        .query([sql_int(window)])
+        .map_err(|e| sqlite_error(path, "read tail", e))?;
+    let mut tail = collect_events(rows, path, OPEN_VERIFY_EVENTS as usize + 1)?;
+    tail.reverse();
+    let Some(first) = tail.first() else {
+        return Ok(());
+    };
+    let (mut verifier, to_check) = if first.position == 1 {
+        (Verifier::after(0, GENESIS), &tail[..])
+    } else {
+        (Verifier::after(first.position, first.hash), &tail[1..])
+    };
+    for record in to_check {
+        if let Err(b) = verifier.check(record) {
+            return Err(StoreError::Corrupted {
+                location: format!("{} position {}", path.display(), b.position),
+                detail: format!("the log's tail does not verify: {}", b.kind),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn read_head(conn: &Connection) -> rusqlite::Result<(u64, [u8; 32])> {
+    let head = conn
+        .prepare_cached(SELECT_HEAD)?
+        .query_row([], |row| {
+            let position = sql_u64(row.get(0)?);
+            let hash = <[u8; 32]>::try_from(row.get_ref(1)?.as_blob()?).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    1,
+                    rusqlite::types::Type::Blob,
+                    Box::new(e),
+                )
+            })?;
+            Ok((position, hash))
+        })
+        .optional()?;
+    Ok(head.unwrap_or((0, GENESIS)))
+}
+
+// ---------------------------------------------------------------------------
+// Conversions
+
+/// A `u64` bound as a SQLite integer; values past `i64::MAX` saturate (they
+/// only occur as open-ended bounds).
+fn sql_int<T: TryInto<i64>>(value: T) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+/// A stored non-negative integer (positions, versions); negative reads as 0,
+/// which no valid record has, so verification reports it.
+fn sql_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn sqlite_error(path: &Path, operation: &str, error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupted {
+            location: path.display().to_string(),
+            detail: format!("{operation}: {error}"),
+        },
+        _ => StoreError::Unavailable(format!("{operation} {}: {error}", path.display())),
+    }
+}

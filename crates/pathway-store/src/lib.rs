@@ -14,6 +14,7 @@
 //! version on its own. The store knows nothing of the domain: payloads and
 //! metadata are opaque bytes (encoded `pathway.events.v1` messages).
 
+pub mod bench;
 pub mod chain;
 pub mod embedded;
 mod error;
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod postgres;
 mod subscription;
 mod types;
+mod validate;
 
 pub use error::StoreError;
 pub use subscription::Subscription;

@@ -14,7 +14,9 @@ use std::collections::HashSet;
 
 use pathway_proto::events::v1::EVENT_TYPES;
 
-use crate::limits::{APPEND_EVENTS_MAX, EVENT_BYTES_MAX, EVENT_TYPE_BYTES_MAX, STREAM_ID_BYTES_MAX};
+use crate::limits::{
+    APPEND_EVENTS_MAX, EVENT_BYTES_MAX, EVENT_TYPE_BYTES_MAX, STREAM_ID_BYTES_MAX,
+};
 use crate::{NewEvent, StoreError};
 
 /// The prefix of event types reserved for system and test events.
@@ -24,7 +26,9 @@ pub(crate) const SYSTEM_EVENT_TYPE_PREFIX: char = '$';
 pub(crate) fn check_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
     check_stream_id(stream)?;
     if events.is_empty() {
-        return Err(invalid(format!("stream {stream:?}: empty batch (at least 1 event required)")));
+        return Err(invalid(format!(
+            "stream {stream:?}: empty batch (at least 1 event required)"
+        )));
     }
     if events.len() > APPEND_EVENTS_MAX {
         return Err(invalid(format!(
@@ -66,7 +70,9 @@ pub(crate) fn check_stream_id(stream: &str) -> Result<(), StoreError> {
         )));
     }
     if let Some(c) = stream.chars().find(|c| c.is_control()) {
-        return Err(invalid(format!("stream id {stream:?}: control character {c:?}")));
+        return Err(invalid(format!(
+            "stream id {stream:?}: control character {c:?}"
+        )));
     }
     Ok(())
 }
@@ -98,7 +104,10 @@ fn check_event_type(event_type: &str) -> Result<(), StoreError> {
 /// The first few characters of an over-long value, for a readable message.
 fn truncated(value: &str) -> &str {
     const SHOWN_CHARS_MAX: usize = 40;
-    value.char_indices().nth(SHOWN_CHARS_MAX).map_or(value, |(i, _)| &value[..i])
+    value
+        .char_indices()
+        .nth(SHOWN_CHARS_MAX)
+        .map_or(value, |(i, _)| &value[..i])
 }
 
 fn invalid(message: String) -> StoreError {
@@ -132,7 +141,10 @@ mod tests {
     #[test]
     fn accepts_known_and_system_types() {
         let known = EVENT_TYPES[0];
-        assert_eq!(check("person-1", &[event(known, 10), event("$test", 10)]), "ok");
+        assert_eq!(
+            check("person-1", &[event(known, 10), event("$test", 10)]),
+            "ok"
+        );
         assert_eq!(check("person-1", &[event("$test", EVENT_BYTES_MAX)]), "ok");
     }
 
@@ -143,9 +155,21 @@ mod tests {
             ("person-1", vec![], "empty batch"),
             ("", vec![event("$t", 1)], "empty stream id"),
             (&long_stream, vec![event("$t", 1)], "201 bytes (limit 200)"),
-            ("person-\n1", vec![event("$t", 1)], "control character '\\n'"),
-            ("person-1", vec![event("$t", EVENT_BYTES_MAX + 1)], "(limit 262144)"),
-            ("person-1", vec![event("NoSuchEvent", 1)], "\"NoSuchEvent\": not a pathway.events.v1"),
+            (
+                "person-\n1",
+                vec![event("$t", 1)],
+                "control character '\\n'",
+            ),
+            (
+                "person-1",
+                vec![event("$t", EVENT_BYTES_MAX + 1)],
+                "(limit 262144)",
+            ),
+            (
+                "person-1",
+                vec![event("NoSuchEvent", 1)],
+                "\"NoSuchEvent\": not a pathway.events.v1",
+            ),
             ("person-1", vec![event("$", 1)], "system type needs a name"),
             (
                 "person-1",
@@ -166,7 +190,10 @@ mod tests {
         let got = check("person-1", &[e.clone(), e.clone()]);
         assert_eq!(
             got,
-            format!("invalid append: event {}: appears more than once in the batch", e.event_id)
+            format!(
+                "invalid append: event {}: appears more than once in the batch",
+                e.event_id
+            )
         );
     }
 }

@@ -103,9 +103,9 @@ pub fn resident_id(
     }
     let province = &number[..2];
     if !PROVINCE_PREFIXES.contains(&province) {
+        let address = &number[..6];
         return Err(reject(format!(
-            "address code {} does not start with a province code ({province} is none)",
-            &number[..6]
+            "address code {address} is not in a province (prefix {province})"
         )));
     }
     let digits = &number[6..14];

@@ -1,0 +1,194 @@
+//! The province simulator: a seeded, deterministic stand-in for the 13 cities'
+//! case workers, employers, Civil Affairs offices and committees over the plan
+//! years 2022–2024.
+//!
+//! It drives the engine only through commands — never by writing events — so
+//! everything it produces passed the domain's rules. Each person's life is
+//! drawn from an RNG seeded by `(seed, person index)`, so the commands for a
+//! given seed are the same whatever the concurrency; only the interleaving of
+//! different streams in the log varies.
+
+mod life;
+mod names;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use futures::{StreamExt, stream};
+use pathway_domain::{Aggregate, pb};
+use pathway_engine::{CommandMeta, Engine, EngineError, Handled};
+use pathway_store::EventStore;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use uuid::Uuid;
+
+pub use life::Employer;
+
+/// Persons simulated by default.
+pub const PERSONS_DEFAULT: usize = 3_000;
+/// Persons whose lives run at once (bounds memory and open appends).
+pub const CONCURRENCY_DEFAULT: usize = 64;
+/// Employers and public units simulated per 1,000 persons.
+pub const EMPLOYERS_PER_THOUSAND_PERSONS: usize = 20;
+
+/// How big a province to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub persons: usize,
+    pub seed: u64,
+    pub concurrency: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig { persons: PERSONS_DEFAULT, seed: 2022, concurrency: CONCURRENCY_DEFAULT }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub commands_accepted: u64,
+    pub commands_rejected: u64,
+    pub events_appended: u64,
+    /// Rejections by their message, for a sample of what the rules caught.
+    pub rejections: BTreeMap<String, u64>,
+    /// New employment counted, by city code and year.
+    pub new_employment: BTreeMap<(String, i32), u32>,
+    /// Basic-info verifications (first of the Four Ones), by city code and year.
+    pub verified: BTreeMap<(String, i32), u32>,
+    /// Persons trained, by city code and year.
+    pub trained: BTreeMap<(String, i32), u32>,
+}
+
+impl SimStats {
+    fn merge(&mut self, other: SimStats) {
+        self.commands_accepted += other.commands_accepted;
+        self.commands_rejected += other.commands_rejected;
+        self.events_appended += other.events_appended;
+        for (k, v) in other.rejections {
+            *self.rejections.entry(k).or_default() += v;
+        }
+        for (k, v) in other.new_employment {
+            *self.new_employment.entry(k).or_default() += v;
+        }
+        for (k, v) in other.verified {
+            *self.verified.entry(k).or_default() += v;
+        }
+        for (k, v) in other.trained {
+            *self.trained.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The engine failed for a reason other than a rule (store down, conflict storm …).
+    #[error("simulated command on {stream} failed: {source}")]
+    Engine { stream: String, source: EngineError },
+}
+
+/// Sends commands on behalf of one simulated actor and tallies the outcome.
+pub(crate) struct Actor<'a, S> {
+    engine: &'a Engine<S>,
+    rng: StdRng,
+    pub(crate) stats: SimStats,
+    correlation_id: Uuid,
+}
+
+impl<'a, S: EventStore + Clone> Actor<'a, S> {
+    fn new(engine: &'a Engine<S>, seed: u64, stream_seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed ^ stream_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let correlation_id = Uuid::from_u128(rng.random());
+        Actor { engine, rng, stats: SimStats::default(), correlation_id }
+    }
+
+    pub(crate) fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    /// A fresh deterministic id.
+    pub(crate) fn uuid(&mut self) -> Uuid {
+        Uuid::from_u128(self.rng.random())
+    }
+
+    /// Sends `command` to `stream` as `department` at 10:00 China time on `on`.
+    /// A rejection is tallied and returned as `None`; other failures stop the run.
+    pub(crate) async fn send<A: Aggregate>(
+        &mut self,
+        stream: &str,
+        command: &A::Command,
+        department: pb::Department,
+        region: &str,
+        on: NaiveDate,
+    ) -> Result<Option<Handled>, SimError> {
+        let meta = CommandMeta {
+            command_id: self.uuid(),
+            correlation_id: self.correlation_id,
+            causation_id: None,
+            actor_department: department,
+            actor_region: region.to_owned(),
+            actor_id: format!("sim-{}", department.as_str_name().to_ascii_lowercase()),
+            now: at_ten_cst(on),
+        };
+        match self.engine.handle::<A>(stream, command, &meta).await {
+            Ok(h) => {
+                self.stats.commands_accepted += 1;
+                self.stats.events_appended += h.events.len() as u64;
+                Ok(Some(h))
+            }
+            Err(EngineError::Rejected(r)) => {
+                self.stats.commands_rejected += 1;
+                *self.stats.rejections.entry(r.to_string()).or_default() += 1;
+                Ok(None)
+            }
+            Err(source) => Err(SimError::Engine { stream: stream.to_owned(), source }),
+        }
+    }
+}
+
+/// 10:00 in China Standard Time on `day`, as UTC.
+pub fn at_ten_cst(day: NaiveDate) -> DateTime<Utc> {
+    let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+    let local = day.and_hms_opt(10, 0, 0).expect("10:00 exists");
+    cst.from_local_datetime(&local).single().expect("fixed offsets are unambiguous").to_utc()
+}
+
+/// Runs the whole programme: employers, then every person's life (bounded
+/// concurrency), then the cities' annual reports and the final evaluation.
+/// `progress(done, total)` is called as persons finish.
+pub async fn run<S: EventStore + Clone>(
+    engine: &Engine<S>,
+    cfg: &SimConfig,
+    progress: impl Fn(usize, usize),
+) -> Result<SimStats, SimError> {
+    let mut stats = SimStats::default();
+    let mut actor = Actor::new(engine, cfg.seed, u64::MAX / 3);
+    life::programmes(&mut actor).await?;
+    stats.merge(actor.stats);
+    let employer_count = (cfg.persons * EMPLOYERS_PER_THOUSAND_PERSONS / 1000).max(13);
+    let mut employers = Vec::with_capacity(employer_count);
+    for i in 0..employer_count {
+        let mut actor = Actor::new(engine, cfg.seed, u64::MAX - i as u64);
+        employers.push(life::employer(&mut actor, i).await?);
+        stats.merge(actor.stats);
+    }
+    let employers = &employers;
+    let mut lives = stream::iter(0..cfg.persons)
+        .map(|i| async move {
+            let mut actor = Actor::new(engine, cfg.seed, i as u64);
+            life::person(&mut actor, employers).await?;
+            Ok::<_, SimError>(actor.stats)
+        })
+        .buffer_unordered(cfg.concurrency.max(1));
+    let mut done = 0;
+    while let Some(result) = lives.next().await {
+        stats.merge(result?);
+        done += 1;
+        progress(done, cfg.persons);
+    }
+    let mut actor = Actor::new(engine, cfg.seed, u64::MAX / 2);
+    life::governance(&mut actor, &stats).await?;
+    stats.merge(actor.stats);
+    Ok(stats)
+}
