@@ -1,0 +1,3 @@
+//! The `pathway` binary as a user runs it.
+
+mod cli;
