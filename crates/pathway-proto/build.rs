@@ -31,7 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut table = String::from(
         "impl event::Kind {\n    /// The event type name stored in the envelope, e.g. `PersonRegistered`.\n    pub fn event_type(&self) -> &'static str {\n        match self {\n",
     );
-    let mut names = String::from("/// Every event type name, in field-number order.\npub const EVENT_TYPES: &[&str] = &[\n");
+    let mut names = String::from(
+        "/// Every event type name, in field-number order.\npub const EVENT_TYPES: &[&str] = &[\n",
+    );
     for field in &event.field {
         let ty = field.type_name().rsplit('.').next().unwrap_or_default();
         writeln!(table, "            event::Kind::{ty}(_) => \"{ty}\",")?;
@@ -43,7 +45,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out.join("event_types.rs"), format!("{table}\n{names}"))?;
 
     // The descriptor set, for tests that check the schema by reflection.
-    fs::write(out.join("descriptor_set.bin"), prost::Message::encode_to_vec(&fds))?;
+    fs::write(
+        out.join("descriptor_set.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
 
     let mut config = prost_build::Config::new();
     config.compile_fds(fds)?;

@@ -78,11 +78,15 @@ pub(crate) async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match args.store {
         StoreKind::Embedded => {
             location.database_url = None;
-            location.data_dir =
-                location.data_dir.join(format!("bench-{}", uuid::Uuid::new_v4().simple()));
+            location.data_dir = location
+                .data_dir
+                .join(format!("bench-{}", uuid::Uuid::new_v4().simple()));
         }
         StoreKind::Postgres => {
-            location.database_url.as_ref().context("--store postgres needs --database-url")?;
+            location
+                .database_url
+                .as_ref()
+                .context("--store postgres needs --database-url")?;
         }
     }
     let cfg = BenchConfig {
@@ -92,13 +96,18 @@ pub(crate) async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         payload_bytes: args.payload_bytes,
     };
     let store = location.open().await?;
-    eprintln!("bench {name}: {} events, {} writers, {} per append, {} B payloads", cfg.events, cfg.writers, cfg.events_per_append, cfg.payload_bytes);
+    eprintln!(
+        "bench {name}: {} events, {} writers, {} per append, {} B payloads",
+        cfg.events, cfg.writers, cfg.events_per_append, cfg.payload_bytes
+    );
     let report = match &store {
         AnyStore::Embedded(s) => measure(s.clone(), name, &cfg).await?,
         AnyStore::Postgres(s) => measure(s.clone(), name, &cfg).await?,
     };
     let copy_baseline = match (&location.database_url, name) {
-        (Some(url), "append") => Some(bench::copy_baseline(url, cfg.events, cfg.payload_bytes).await?),
+        (Some(url), "append") => {
+            Some(bench::copy_baseline(url, cfg.events, cfg.payload_bytes).await?)
+        }
         _ => None,
     };
     if args.store == StoreKind::Embedded {
@@ -130,7 +139,11 @@ pub(crate) async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         println!("{:<28}{:.2}", "p99_ms", out.report.p99_ms);
         if let Some(c) = out.copy_baseline_events_per_s {
             println!("{:<28}{:.0}", "copy_baseline_events_per_s", c);
-            println!("{:<28}{:.0}%", "ratio_to_copy", 100.0 * out.report.events_per_s / c);
+            println!(
+                "{:<28}{:.0}%",
+                "ratio_to_copy",
+                100.0 * out.report.events_per_s / c
+            );
         }
     }
     Ok(())
@@ -144,12 +157,15 @@ async fn measure<S: pathway_store::EventStore + Clone>(
     cfg: &BenchConfig,
 ) -> anyhow::Result<BenchReport> {
     if name == "append" {
-        return Ok(bench::bench_append(store, cfg.clone()).await?);
+        return Ok(bench::bench_append(store, *cfg).await?);
     }
     let head = store.head().await?.position;
     if head < cfg.events as u64 {
         eprintln!("filling the log to {} events (untimed)", cfg.events);
-        let fill = BenchConfig { events: cfg.events - head as usize, ..cfg.clone() };
+        let fill = BenchConfig {
+            events: cfg.events - head as usize,
+            ..*cfg
+        };
         bench::bench_append(store.clone(), fill).await?;
     }
     Ok(bench::bench_read(store, cfg.events as u64).await?)

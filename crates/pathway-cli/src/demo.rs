@@ -52,14 +52,24 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir().context("creating a temporary directory")?;
     let location = StoreArgs {
         database_url: args.database_url.clone(),
-        data_dir: args.data_dir.clone().unwrap_or_else(|| scratch.path().join("store")),
+        data_dir: args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| scratch.path().join("store")),
     };
     let where_ = match &location.database_url {
         Some(url) => format!("PostgreSQL at {}", crate::store::redact(url)),
         None => format!("embedded store in {}", location.data_dir.display()),
     };
-    println!("Pathway demo: Heilongjiang 2022–2024, {} persons, seed {}, {where_}", args.persons, args.seed);
-    let cfg = SimConfig { persons: args.persons, seed: args.seed, concurrency: args.concurrency };
+    println!(
+        "Pathway demo: Heilongjiang 2022–2024, {} persons, seed {}, {where_}",
+        args.persons, args.seed
+    );
+    let cfg = SimConfig {
+        persons: args.persons,
+        seed: args.seed,
+        concurrency: args.concurrency,
+    };
     let started = Instant::now();
     let (stats, dashboard, verify) = match location.open().await? {
         AnyStore::Embedded(s) => simulate(s, &cfg).await?,
@@ -69,7 +79,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     print_summary(&stats, &dashboard, elapsed);
     dashboard.print();
     println!();
-    println!("Hash chain: {} events checked, head position {}, head hash {}", verify.checked, verify.head.position, hex::encode(verify.head.hash));
+    println!(
+        "Hash chain: {} events checked, head position {}, head hash {}",
+        verify.checked,
+        verify.head.position,
+        hex::encode(verify.head.hash)
+    );
     match verify.first_break {
         None => println!("Chain verified: no event altered, removed or reordered."),
         Some(b) => anyhow::bail!("chain broken at position {}: {}", b.position, b.kind),
@@ -88,7 +103,10 @@ async fn simulate<S: EventStore + Clone>(
     let step = (cfg.persons / if tty { 100 } else { 10 }).max(1);
     let stats = pathway_sim::run(&engine, cfg, |done, total| {
         if done % step == 0 || done == total {
-            let line = format!("  simulating persons: {done}/{total} ({}%)", done * 100 / total);
+            let line = format!(
+                "  simulating persons: {done}/{total} ({}%)",
+                done * 100 / total
+            );
             if tty {
                 eprint!("\r{line}");
                 std::io::stderr().flush().ok();
@@ -159,7 +177,9 @@ impl Dashboard {
         let mut d = Dashboard::default();
         let mut next = from;
         loop {
-            let batch = store.read_all(next, READ_BATCH_EVENTS, &ReadFilter::all()).await?;
+            let batch = store
+                .read_all(next, READ_BATCH_EVENTS, &ReadFilter::all())
+                .await?;
             let Some(last) = batch.last() else { break };
             next = last.position + 1;
             for r in &batch {
@@ -189,11 +209,17 @@ impl Dashboard {
             }
             K::EmploymentServiceProvided(s) => *self.served.entry(s.year).or_default() += 1,
             K::PersonPlaced(p) => {
-                let form = p.employment_form().as_str_name().trim_start_matches("EMPLOYMENT_FORM_").to_ascii_lowercase();
+                let form = p
+                    .employment_form()
+                    .as_str_name()
+                    .trim_start_matches("EMPLOYMENT_FORM_")
+                    .to_ascii_lowercase();
                 *self.placements_by_form.entry(form).or_default() += 1;
             }
             K::TrainingCompleted(_) => self.trained += 1,
-            K::TrainingSubsidyGranted(s) => self.subsidy_fen += s.tuition_fen + s.living_allowance_fen,
+            K::TrainingSubsidyGranted(s) => {
+                self.subsidy_fen += s.tuition_fen + s.living_allowance_fen
+            }
             K::PhaseOutStarted(_) => self.phase_outs_started += 1,
             K::BenefitPhasedOut(_) => self.phase_outs_completed += 1,
             K::PhaseOutCancelled(_) => self.phase_outs_cancelled += 1,
@@ -201,7 +227,8 @@ impl Dashboard {
             K::PublicUnitObligationEvaluated(u) => {
                 self.units_evaluated += 1;
                 self.units_obligated += u32::from(u.obligated_to_hire_one);
-                self.units_exempt_school += u32::from(!u.rule_applies && u.org_type() == pb::OrgType::PublicInstitution);
+                self.units_exempt_school +=
+                    u32::from(!u.rule_applies && u.org_type() == pb::OrgType::PublicInstitution);
             }
             K::QuotaReported(q) => {
                 self.quota_reports += 1;
@@ -217,36 +244,71 @@ impl Dashboard {
             }
             K::CityAnnualReportSubmitted(_) => self.reports_filed += 1,
             K::CityAnnualReportOverdue(_) => self.reports_overdue += 1,
-            K::ProvincialEvaluationCompleted(e) => self.evaluation = Some((e.new_employment_total, e.target)),
+            K::ProvincialEvaluationCompleted(e) => {
+                self.evaluation = Some((e.new_employment_total, e.target))
+            }
             _ => {}
         }
     }
 
     fn print(&self) {
-        let policy = PolicyTable::builtin().at(chrono::NaiveDate::from_ymd_opt(2024, 12, 31).expect("valid date"));
+        let policy = PolicyTable::builtin()
+            .at(chrono::NaiveDate::from_ymd_opt(2024, 12, 31).expect("valid date"));
         let small = policy.small_cell_min;
-        let cell = |n: u32| if n > 0 && n < small { format!("<{small}") } else { n.to_string() };
+        let cell = |n: u32| {
+            if n > 0 && n < small {
+                format!("<{small}")
+            } else {
+                n.to_string()
+            }
+        };
         println!();
-        println!("Provincial committee (残工委) — new employment by city and year (cells below {small} suppressed)");
-        println!("  {:<18}{:>8}{:>8}{:>8}{:>9}", "city", "2022", "2023", "2024", "total");
+        println!(
+            "Provincial committee (残工委) — new employment by city and year (cells below {small} suppressed)"
+        );
+        println!(
+            "  {:<18}{:>8}{:>8}{:>8}{:>9}",
+            "city", "2022", "2023", "2024", "total"
+        );
         let mut totals = [0u32; 3];
         for c in &CITIES {
             let row: Vec<u32> = (2022..=2024)
-                .map(|y| self.new_employment.get(&(c.code.to_owned(), y)).copied().unwrap_or(0))
+                .map(|y| {
+                    self.new_employment
+                        .get(&(c.code.to_owned(), y))
+                        .copied()
+                        .unwrap_or(0)
+                })
                 .collect();
             for (t, v) in totals.iter_mut().zip(&row) {
                 *t += v;
             }
-            println!("  {:<18}{:>8}{:>8}{:>8}{:>9}", c.name_en, cell(row[0]), cell(row[1]), cell(row[2]), cell(row.iter().sum()));
+            println!(
+                "  {:<18}{:>8}{:>8}{:>8}{:>9}",
+                c.name_en,
+                cell(row[0]),
+                cell(row[1]),
+                cell(row[2]),
+                cell(row.iter().sum())
+            );
         }
         let total: u32 = totals.iter().sum();
-        println!("  {:<18}{:>8}{:>8}{:>8}{:>9}", "province", totals[0], totals[1], totals[2], total);
+        println!(
+            "  {:<18}{:>8}{:>8}{:>8}{:>9}",
+            "province", totals[0], totals[1], totals[2], total
+        );
         println!(
             "  progress toward the target of {}: {total} ({:.1}%)",
             policy.target_new_employment,
             100.0 * f64::from(total) / f64::from(policy.target_new_employment.max(1))
         );
-        let share = |n: u64, d: u64| if d == 0 { 0.0 } else { 100.0 * n as f64 / d as f64 };
+        let share = |n: u64, d: u64| {
+            if d == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / d as f64
+            }
+        };
         println!(
             "  public-welfare posts held for disabled persons: {} of {} ({:.1}%, target ≥ {:.0}%)",
             self.posts.0,
@@ -254,13 +316,21 @@ impl Dashboard {
             share(self.posts.0, self.posts.1),
             f64::from(policy.pwp_disabled_share_min_bp) / 100.0
         );
-        println!("  city annual reports filed: {}, marked overdue first: {}", self.reports_filed, self.reports_overdue);
+        println!(
+            "  city annual reports filed: {}, marked overdue first: {}",
+            self.reports_filed, self.reports_overdue
+        );
         if let Some((achieved, target)) = self.evaluation {
-            println!("  end-of-plan evaluation recorded: {achieved} new employment against {target}");
+            println!(
+                "  end-of-plan evaluation recorded: {achieved} new employment against {target}"
+            );
         }
         println!();
         println!("Disabled Persons' Federation (残联) — the Four Ones (四个一)");
-        println!("  {:<6}{:>10}{:>12}{:>10}", "year", "verified", "want work", "served");
+        println!(
+            "  {:<6}{:>10}{:>12}{:>10}",
+            "year", "verified", "want work", "served"
+        );
         for y in 2022..=2024 {
             println!(
                 "  {y:<6}{:>10}{:>12}{:>10}",
@@ -271,8 +341,16 @@ impl Dashboard {
         }
         println!();
         println!("Human Resources and Social Security (人社厅) — training and placements");
-        println!("  trained {} persons; subsidies paid ¥{:.2}", self.trained, self.subsidy_fen as f64 / 100.0);
-        let forms: Vec<String> = self.placements_by_form.iter().map(|(f, n)| format!("{f} {n}")).collect();
+        println!(
+            "  trained {} persons; subsidies paid ¥{:.2}",
+            self.trained,
+            self.subsidy_fen as f64 / 100.0
+        );
+        let forms: Vec<String> = self
+            .placements_by_form
+            .iter()
+            .map(|(f, n)| format!("{f} {n}"))
+            .collect();
         println!("  placements by form: {}", forms.join(", "));
         println!();
         println!("Civil Affairs (民政厅) — low-income benefit phase-out (低保渐退)");
@@ -281,12 +359,18 @@ impl Dashboard {
             self.phase_outs_started,
             self.phase_outs_completed,
             self.phase_outs_cancelled,
-            self.phase_outs_started.saturating_sub(self.phase_outs_completed + self.phase_outs_cancelled),
+            self.phase_outs_started
+                .saturating_sub(self.phase_outs_completed + self.phase_outs_cancelled),
             self.benefits_terminated
         );
         println!();
         println!("SASAC (国资委) and Organization Department (组织部) — quota and public units");
-        println!("  quota reports {}, meeting the {:.1}% quota {}", self.quota_reports, f64::from(policy.quota_ratio_bp) / 100.0, self.quota_met);
+        println!(
+            "  quota reports {}, meeting the {:.1}% quota {}",
+            self.quota_reports,
+            f64::from(policy.quota_ratio_bp) / 100.0,
+            self.quota_met
+        );
         println!(
             "  public-unit evaluations {}, obliged to hire at least one disabled person {}, schools exempt {}",
             self.units_evaluated, self.units_obligated, self.units_exempt_school

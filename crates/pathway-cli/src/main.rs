@@ -67,12 +67,19 @@ fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo(args) => runtime()?.block_on(demo::run(args)).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => runtime()?
+            .block_on(demo::run(args))
+            .map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => runtime()?.block_on(store::verify(args)),
-        Command::Bench(cmd) => runtime()?.block_on(bench::run(cmd)).map(|()| ExitCode::SUCCESS),
+        Command::Bench(cmd) => runtime()?
+            .block_on(bench::run(cmd))
+            .map(|()| ExitCode::SUCCESS),
     }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("pathway").build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pathway")
+        .build()?)
 }

@@ -37,7 +37,9 @@ pub(crate) struct ValidateArgs {
 }
 
 pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let today = args.today.unwrap_or_else(|| chrono::Local::now().date_naive());
+    let today = args
+        .today
+        .unwrap_or_else(|| chrono::Local::now().date_naive());
     let outcome: Result<String, Rejection> = match args.kind {
         Kind::Id => validate::resident_id("id_number", &args.value, today).map(|id| {
             format!(
@@ -48,7 +50,10 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             )
         }),
         Kind::Certificate => {
-            let raw_id = args.id.as_deref().context("--id is required to check a certificate")?;
+            let raw_id = args
+                .id
+                .as_deref()
+                .context("--id is required to check a certificate")?;
             validate::resident_id("id", raw_id, today)
                 .and_then(|id| validate::certificate_number("certificate_number", &args.value, &id))
                 .map(|c| {
@@ -95,7 +100,9 @@ pub(crate) struct PolicyArgs {
 }
 
 pub(crate) fn policy(args: PolicyArgs) -> anyhow::Result<()> {
-    let date = args.date.unwrap_or_else(|| chrono::Local::now().date_naive());
+    let date = args
+        .date
+        .unwrap_or_else(|| chrono::Local::now().date_naive());
     let p = PolicyTable::builtin().at(date);
     println!("{p:#?}");
     Ok(())

@@ -21,7 +21,11 @@ impl<'a> Context<'a> {
     /// A context at `now`, with `today` derived in China Standard Time (UTC+8).
     pub fn new(now: DateTime<Utc>, policy: &'a PolicyTable) -> Self {
         let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-        Context { now, today: now.with_timezone(&cst).date_naive(), policy }
+        Context {
+            now,
+            today: now.with_timezone(&cst).date_naive(),
+            policy,
+        }
     }
 }
 

@@ -6,7 +6,11 @@ use crate::{Rejection, pb};
 
 /// A calendar date on the wire.
 pub fn date(d: NaiveDate) -> Option<pb::Date> {
-    Some(pb::Date { year: d.year(), month: d.month(), day: d.day() })
+    Some(pb::Date {
+        year: d.year(),
+        month: d.month(),
+        day: d.day(),
+    })
 }
 
 /// A wire date back as a calendar date; `None` if absent or impossible.
@@ -21,7 +25,10 @@ pub fn require_date(field: &'static str, d: Option<&pb::Date>) -> Result<NaiveDa
         Some(w) => NaiveDate::from_ymd_opt(w.year, w.month, w.day).ok_or_else(|| {
             Rejection::new(
                 field,
-                format!("{:04}-{:02}-{:02} is not a calendar date", w.year, w.month, w.day),
+                format!(
+                    "{:04}-{:02}-{:02} is not a calendar date",
+                    w.year, w.month, w.day
+                ),
                 "ISO 8601",
             )
         }),
@@ -30,12 +37,16 @@ pub fn require_date(field: &'static str, d: Option<&pb::Date>) -> Result<NaiveDa
 
 /// A personal text field in the clear (sealed later by the engine).
 pub fn personal_text(s: impl Into<String>) -> Option<pb::Personal> {
-    Some(pb::Personal { value: Some(pb::personal::Value::Text(s.into())) })
+    Some(pb::Personal {
+        value: Some(pb::personal::Value::Text(s.into())),
+    })
 }
 
 /// A personal integer field in the clear (sealed later by the engine).
 pub fn personal_int(i: i64) -> Option<pb::Personal> {
-    Some(pb::Personal { value: Some(pb::personal::Value::Integer(i)) })
+    Some(pb::Personal {
+        value: Some(pb::personal::Value::Integer(i)),
+    })
 }
 
 /// The clear integer of a personal field; `None` if absent, sealed or erased.

@@ -26,7 +26,11 @@ impl Rejection {
         problem: impl Into<String>,
         rule: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Rejection { field: field.into(), problem: problem.into(), rule: rule.into() }
+        Rejection {
+            field: field.into(),
+            problem: problem.into(),
+            rule: rule.into(),
+        }
     }
 
     /// A command that does not fit the aggregate's current state.

@@ -16,7 +16,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use pathway_domain::{Aggregate, Context, Event, Rejection, pb, policy::PolicyTable};
 use pathway_proto::Message;
-use pathway_store::{AppendResult, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+use pathway_store::{
+    AppendResult, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+};
 use uuid::Uuid;
 
 /// Decide-and-append attempts before a conflict is returned to the caller.
@@ -62,7 +64,11 @@ pub enum EngineError {
     Conflict { attempts: u32, source: StoreError },
     /// A stored event could not be decoded.
     #[error("stream {stream}: event at version {version} does not decode: {detail}")]
-    Decode { stream: String, version: u64, detail: String },
+    Decode {
+        stream: String,
+        version: u64,
+        detail: String,
+    },
     /// The log failed.
     #[error(transparent)]
     Store(StoreError),
@@ -78,7 +84,10 @@ pub struct Engine<S> {
 impl<S: EventStore + Clone> Engine<S> {
     /// An engine over `store` with the built-in policy table.
     pub fn new(store: S) -> Self {
-        Engine { store, policy: PolicyTable::builtin() }
+        Engine {
+            store,
+            policy: PolicyTable::builtin(),
+        }
     }
 
     /// The log this engine writes to.
@@ -122,17 +131,34 @@ impl<S: EventStore + Clone> Engine<S> {
             let (state, version) = self.load::<A>(stream).await?;
             let events = state.decide(command, &ctx)?;
             if events.is_empty() {
-                return Ok(Handled { events, append: None });
+                return Ok(Handled {
+                    events,
+                    append: None,
+                });
             }
-            let new: Vec<NewEvent> =
-                events.iter().enumerate().map(|(i, e)| envelope(e, i, meta)).collect();
-            let expected =
-                if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+            let new: Vec<NewEvent> = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| envelope(e, i, meta))
+                .collect();
+            let expected = if version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(version)
+            };
             match self.store.append(stream, expected, new).await {
-                Ok(result) => return Ok(Handled { events, append: Some(result) }),
+                Ok(result) => {
+                    return Ok(Handled {
+                        events,
+                        append: Some(result),
+                    });
+                }
                 Err(e @ StoreError::WrongExpectedVersion { .. }) => {
                     if attempt >= COMMAND_RETRIES_MAX {
-                        return Err(EngineError::Conflict { attempts: attempt, source: e });
+                        return Err(EngineError::Conflict {
+                            attempts: attempt,
+                            source: e,
+                        });
                     }
                     tracing::debug!(attempt, "conflict, reloading");
                 }
@@ -150,7 +176,9 @@ pub fn decode(r: &RecordedEvent) -> Result<Event, EngineError> {
         detail,
     };
     let event = pb::Event::decode(r.payload.as_ref()).map_err(|e| err(e.to_string()))?;
-    let kind = event.kind.ok_or_else(|| err("payload carries no event".into()))?;
+    let kind = event
+        .kind
+        .ok_or_else(|| err("payload carries no event".into()))?;
     if kind.event_type() != r.event_type {
         return Err(err(format!(
             "payload is {} but the record says {}",
@@ -202,6 +230,11 @@ fn envelope(event: &Event, index: usize, meta: &CommandMeta) -> NewEvent {
         event_type: event.event_type().to_owned(),
         schema_version: pathway_proto::SCHEMA_VERSION_V1,
         metadata: Bytes::from(env.encode_to_vec()),
-        payload: Bytes::from(pb::Event { kind: Some(event.clone()) }.encode_to_vec()),
+        payload: Bytes::from(
+            pb::Event {
+                kind: Some(event.clone()),
+            }
+            .encode_to_vec(),
+        ),
     }
 }

@@ -40,7 +40,11 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { persons: PERSONS_DEFAULT, seed: 2022, concurrency: CONCURRENCY_DEFAULT }
+        SimConfig {
+            persons: PERSONS_DEFAULT,
+            seed: 2022,
+            concurrency: CONCURRENCY_DEFAULT,
+        }
     }
 }
 
@@ -100,7 +104,12 @@ impl<'a, S: EventStore + Clone> Actor<'a, S> {
     fn new(engine: &'a Engine<S>, seed: u64, stream_seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed ^ stream_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let correlation_id = Uuid::from_u128(rng.random());
-        Actor { engine, rng, stats: SimStats::default(), correlation_id }
+        Actor {
+            engine,
+            rng,
+            stats: SimStats::default(),
+            correlation_id,
+        }
     }
 
     pub(crate) fn rng(&mut self) -> &mut StdRng {
@@ -142,7 +151,10 @@ impl<'a, S: EventStore + Clone> Actor<'a, S> {
                 *self.stats.rejections.entry(r.to_string()).or_default() += 1;
                 Ok(None)
             }
-            Err(source) => Err(SimError::Engine { stream: stream.to_owned(), source }),
+            Err(source) => Err(SimError::Engine {
+                stream: stream.to_owned(),
+                source,
+            }),
         }
     }
 }
@@ -151,7 +163,10 @@ impl<'a, S: EventStore + Clone> Actor<'a, S> {
 pub fn at_ten_cst(day: NaiveDate) -> DateTime<Utc> {
     let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
     let local = day.and_hms_opt(10, 0, 0).expect("10:00 exists");
-    cst.from_local_datetime(&local).single().expect("fixed offsets are unambiguous").to_utc()
+    cst.from_local_datetime(&local)
+        .single()
+        .expect("fixed offsets are unambiguous")
+        .to_utc()
 }
 
 /// Runs the whole programme: employers, then every person's life (bounded

@@ -18,7 +18,9 @@ use pathway_domain::{
         PlacementEndReason, ProvideService, RecordCertificate, RegisterNeed, RegisterPerson,
         ServiceType, VerifyBasicInfo,
     },
-    training::{RegisterProgramme, TrainingCommand, TrainingCycle, TrainingProgramme, TrainingType},
+    training::{
+        RegisterProgramme, TrainingCommand, TrainingCycle, TrainingProgramme, TrainingType,
+    },
     validate::{self, CITIES, City},
     welfare::{Fund, FundCategory, FundCommand, WelfarePosts, WelfarePostsCommand},
 };
@@ -48,7 +50,8 @@ fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
 }
 
 fn plus(d: NaiveDate, days: u64) -> NaiveDate {
-    d.checked_add_days(Days::new(days)).expect("simulation dates stay in range")
+    d.checked_add_days(Days::new(days))
+        .expect("simulation dates stay in range")
 }
 
 fn pick_city(rng: &mut StdRng) -> &'static City {
@@ -75,7 +78,9 @@ fn hmac(value: &str) -> Vec<u8> {
 }
 
 /// Registers the training programmes each city runs each year.
-pub(crate) async fn programmes<S: EventStore + Clone>(a: &mut Actor<'_, S>) -> Result<(), SimError> {
+pub(crate) async fn programmes<S: EventStore + Clone>(
+    a: &mut Actor<'_, S>,
+) -> Result<(), SimError> {
     for year in PLAN_YEARS {
         for city in &CITIES {
             for (k, ty) in TrainingType::ALL.iter().enumerate() {
@@ -115,14 +120,23 @@ pub(crate) async fn employer<S: EventStore + Clone>(
     let city = pick_city(a.rng());
     let region = county(a.rng(), city);
     let (prefix, org_type, level) = match index % 10 {
-        0 => ("11", OrgType::Organ, if a.rng().random_bool(0.3) { AdminLevel::Provincial } else { AdminLevel::Prefecture }),
+        0 => (
+            "11",
+            OrgType::Organ,
+            if a.rng().random_bool(0.3) {
+                AdminLevel::Provincial
+            } else {
+                AdminLevel::Prefecture
+            },
+        ),
         1 => ("12", OrgType::PublicInstitution, AdminLevel::Prefecture),
         2 => ("11", OrgType::Organ, AdminLevel::County),
         3 | 4 => ("91", OrgType::StateOwnedEnterprise, AdminLevel::None),
         _ => ("91", OrgType::PrivateEnterprise, AdminLevel::None),
     };
-    let body: String =
-        (0..9).map(|_| USCC_CHARS[a.rng().random_range(0..USCC_CHARS.len())] as char).collect();
+    let body: String = (0..9)
+        .map(|_| USCC_CHARS[a.rng().random_range(0..USCC_CHARS.len())] as char)
+        .collect();
     let uscc = validate::make_credit_code(&format!("{prefix}{region}{body}"));
     let is_school = org_type == OrgType::PublicInstitution && a.rng().random_bool(0.25);
     let public = matches!(org_type, OrgType::Organ | OrgType::PublicInstitution);
@@ -136,8 +150,13 @@ pub(crate) async fn employer<S: EventStore + Clone>(
         is_school_or_kindergarten: is_school,
         supervisor_org: None,
     };
-    let dept = if public { pb::Department::Organization } else { pb::Department::Dpf };
-    a.send::<employer::Employer>(&stream, &register, dept, &region, ymd(2022, 1, 10)).await?;
+    let dept = if public {
+        pb::Department::Organization
+    } else {
+        pb::Department::Dpf
+    };
+    a.send::<employer::Employer>(&stream, &register, dept, &region, ymd(2022, 1, 10))
+        .await?;
     let establishment: u32 = a.rng().random_range(30..=140);
     for year in PLAN_YEARS {
         if public {
@@ -145,9 +164,14 @@ pub(crate) async fn employer<S: EventStore + Clone>(
                 year,
                 approved_establishment: establishment,
             };
-            a.send::<employer::Employer>(&stream, &cmd, dept, &region, ymd(year, 1, 15)).await?;
+            a.send::<employer::Employer>(&stream, &cmd, dept, &region, ymd(year, 1, 15))
+                .await?;
         }
-        let staff = if public { establishment } else { a.rng().random_range(20..=600) };
+        let staff = if public {
+            establishment
+        } else {
+            a.rng().random_range(20..=600)
+        };
         let disabled = a.rng().random_range(0..=(staff / 40).max(1));
         let severe = a.rng().random_range(0..=disabled);
         let report = EmployerCommand::ReportQuota {
@@ -156,11 +180,18 @@ pub(crate) async fn employer<S: EventStore + Clone>(
             disabled_employees: disabled,
             severe_disabled_employees: severe,
         };
-        a.send::<employer::Employer>(&stream, &report, pb::Department::Dpf, &region, ymd(year, 12, 20))
-            .await?;
+        a.send::<employer::Employer>(
+            &stream,
+            &report,
+            pb::Department::Dpf,
+            &region,
+            ymd(year, 12, 20),
+        )
+        .await?;
         if public {
             let cmd = EmployerCommand::EvaluatePublicUnitObligation { year };
-            a.send::<employer::Employer>(&stream, &cmd, dept, &region, ymd(year, 12, 28)).await?;
+            a.send::<employer::Employer>(&stream, &cmd, dept, &region, ymd(year, 12, 28))
+                .await?;
         }
     }
     Ok(Employer { uscc, region })
@@ -174,27 +205,48 @@ pub(crate) async fn person<S: EventStore + Clone>(
     let city = pick_city(a.rng());
     let residence = county(a.rng(), city);
     let female = a.rng().random_bool(0.42);
-    let birth = ymd(a.rng().random_range(1966..=2004), a.rng().random_range(1..=12), a.rng().random_range(1..=28));
+    let birth = ymd(
+        a.rng().random_range(1966..=2004),
+        a.rng().random_range(1..=12),
+        a.rng().random_range(1..=28),
+    );
     let sequence = a.rng().random_range(0..500u16) * 2 + u16::from(!female);
     let id_number = validate::make_resident_id(&residence, birth, sequence);
     // A few case workers mistype an ID: the engine must reject those.
-    let typed_id = if a.rng().random_bool(0.004) { mistype(&id_number) } else { id_number.clone() };
+    let typed_id = if a.rng().random_bool(0.004) {
+        mistype(&id_number)
+    } else {
+        id_number.clone()
+    };
     let person_ref = a.uuid().to_string();
-    let stream = format!("{}-{person_ref}", <Person as pathway_domain::Aggregate>::CATEGORY);
-    let registered_on = ymd(2022, a.rng().random_range(1..=6), a.rng().random_range(1..=28));
+    let stream = format!(
+        "{}-{person_ref}",
+        <Person as pathway_domain::Aggregate>::CATEGORY
+    );
+    let registered_on = ymd(
+        2022,
+        a.rng().random_range(1..=6),
+        a.rng().random_range(1..=28),
+    );
     let dpf = pb::Department::Dpf;
     let register = PersonCommand::RegisterPerson(RegisterPerson {
         person_ref: person_ref.clone(),
         name: names::person(a.rng()),
         id_number: typed_id.clone(),
         id_hmac: hmac(&typed_id),
-        phone: Some(format!("13{:09}", a.rng().random_range(0..1_000_000_000u64))),
+        phone: Some(format!(
+            "13{:09}",
+            a.rng().random_range(0..1_000_000_000u64)
+        )),
         address: None,
         hukou_region: residence.clone(),
         residence_region: residence.clone(),
         registering_org: format!("{}-dpf", city.code),
     });
-    if a.send::<Person>(&stream, &register, dpf, city.code, registered_on).await?.is_none() {
+    if a.send::<Person>(&stream, &register, dpf, city.code, registered_on)
+        .await?
+        .is_none()
+    {
         return Ok(());
     }
     let category = a.rng().random_range(1..=7);
@@ -208,7 +260,8 @@ pub(crate) async fn person<S: EventStore + Clone>(
         valid_until: ymd(2029, 5, 31),
         issuing_org: format!("{}-dpf", city.code),
     });
-    a.send::<Person>(&stream, &cert, dpf, city.code, registered_on).await?;
+    a.send::<Person>(&stream, &cert, dpf, city.code, registered_on)
+        .await?;
 
     // Some households receive dibao; Civil Affairs asserts it.
     let household_ref = if a.rng().random_bool(0.08) {
@@ -220,8 +273,14 @@ pub(crate) async fn person<S: EventStore + Clone>(
             effective_on: registered_on,
             asserted_by: format!("{residence}-township"),
         });
-        a.send::<Household>(&household_stream(&household_ref), &cmd, pb::Department::CivilAffairs, &residence, registered_on)
-            .await?;
+        a.send::<Household>(
+            &household_stream(&household_ref),
+            &cmd,
+            pb::Department::CivilAffairs,
+            &residence,
+            registered_on,
+        )
+        .await?;
         Some(household_ref)
     } else {
         None
@@ -229,20 +288,34 @@ pub(crate) async fn person<S: EventStore + Clone>(
 
     let mut employed = false;
     for year in PLAN_YEARS {
-        let base = if year == 2022 { plus(registered_on, 7).max(ymd(2022, 3, 1)) } else { ymd(year, 3, 1) };
+        let base = if year == 2022 {
+            plus(registered_on, 7).max(ymd(2022, 3, 1))
+        } else {
+            ymd(year, 3, 1)
+        };
         let wants_work = !employed && a.rng().random_bool(0.72);
         let verify = PersonCommand::VerifyBasicInfo(VerifyBasicInfo {
             person_ref: person_ref.clone(),
             year,
             verified_by_org: format!("{residence}-dpf"),
-            employment_status: if employed { EmploymentStatus::Employed } else { EmploymentStatus::Unemployed },
+            employment_status: if employed {
+                EmploymentStatus::Employed
+            } else {
+                EmploymentStatus::Unemployed
+            },
             wants_work,
             has_work_capacity: true,
             non_work_reason: None,
             verified_on: base,
         });
-        if a.send::<Person>(&stream, &verify, dpf, city.code, base).await?.is_some() {
-            *a.stats.verified.entry((city.code.to_owned(), year)).or_default() += 1;
+        if a.send::<Person>(&stream, &verify, dpf, city.code, base)
+            .await?
+            .is_some()
+        {
+            *a.stats
+                .verified
+                .entry((city.code.to_owned(), year))
+                .or_default() += 1;
         }
         if !wants_work {
             continue;
@@ -253,7 +326,17 @@ pub(crate) async fn person<S: EventStore + Clone>(
         }
         if a.rng().random_bool(0.58) {
             let start = plus(base, a.rng().random_range(60..=200));
-            let stays = place(a, &stream, &person_ref, city, &residence, start, employers, household_ref.as_deref()).await?;
+            let stays = place(
+                a,
+                &stream,
+                &person_ref,
+                city,
+                &residence,
+                start,
+                employers,
+                household_ref.as_deref(),
+            )
+            .await?;
             employed = stays;
         }
     }
@@ -261,12 +344,19 @@ pub(crate) async fn person<S: EventStore + Clone>(
 }
 
 fn household_stream(household_ref: &str) -> String {
-    format!("{}-{household_ref}", <Household as pathway_domain::Aggregate>::CATEGORY)
+    format!(
+        "{}-{household_ref}",
+        <Household as pathway_domain::Aggregate>::CATEGORY
+    )
 }
 
 fn mistype(id: &str) -> String {
     let mut chars: Vec<char> = id.chars().collect();
-    chars[10] = if chars[10] == '9' { '0' } else { char::from(chars[10] as u8 + 1) };
+    chars[10] = if chars[10] == '9' {
+        '0'
+    } else {
+        char::from(chars[10] as u8 + 1)
+    };
     chars.into_iter().collect()
 }
 
@@ -288,7 +378,8 @@ async fn four_ones<S: EventStore + Clone>(
         capacity_level: ["A", "B", "C"][a.rng().random_range(0..3)].to_owned(),
         assessed_on: plus(base, 10),
     });
-    a.send::<Person>(stream, &assess, dpf, city.code, plus(base, 10)).await?;
+    a.send::<Person>(stream, &assess, dpf, city.code, plus(base, 10))
+        .await?;
     let forms = EmploymentForm::ALL;
     let need = PersonCommand::RegisterNeed(RegisterNeed {
         person_ref: person_ref.to_owned(),
@@ -298,7 +389,8 @@ async fn four_ones<S: EventStore + Clone>(
         preferred_forms: vec![forms[a.rng().random_range(0..forms.len())]],
         registered_on: plus(base, 20),
     });
-    a.send::<Person>(stream, &need, dpf, city.code, plus(base, 20)).await?;
+    a.send::<Person>(stream, &need, dpf, city.code, plus(base, 20))
+        .await?;
     let services = ServiceType::ALL;
     let service = PersonCommand::ProvideService(ProvideService {
         person_ref: person_ref.to_owned(),
@@ -307,7 +399,8 @@ async fn four_ones<S: EventStore + Clone>(
         provider_org: format!("{}-employment-service", city.code),
         provided_on: plus(base, 30),
     });
-    a.send::<Person>(stream, &service, dpf, city.code, plus(base, 30)).await?;
+    a.send::<Person>(stream, &service, dpf, city.code, plus(base, 30))
+        .await?;
     Ok(())
 }
 
@@ -329,7 +422,10 @@ async fn train<S: EventStore + Clone>(
         training_type: TrainingType::ALL[k],
         enrolled_on,
     });
-    if a.send::<Person>(stream, &enrol, hrss, city.code, enrolled_on).await?.is_none() {
+    if a.send::<Person>(stream, &enrol, hrss, city.code, enrolled_on)
+        .await?
+        .is_none()
+    {
         return Ok(());
     }
     let completed_on = ymd(year, 4, 25).max(enrolled_on);
@@ -341,8 +437,14 @@ async fn train<S: EventStore + Clone>(
         skill_certificate_level: passed.then(|| "5".to_owned()),
         completed_on,
     });
-    if a.send::<Person>(stream, &complete, hrss, city.code, completed_on).await?.is_some() {
-        *a.stats.trained.entry((city.code.to_owned(), year)).or_default() += 1;
+    if a.send::<Person>(stream, &complete, hrss, city.code, completed_on)
+        .await?
+        .is_some()
+    {
+        *a.stats
+            .trained
+            .entry((city.code.to_owned(), year))
+            .or_default() += 1;
     }
     if passed {
         let granted_on = plus(completed_on, 14);
@@ -354,7 +456,8 @@ async fn train<S: EventStore + Clone>(
             payer_org: format!("{}-hrss", city.code),
             granted_on,
         });
-        a.send::<Person>(stream, &subsidy, hrss, city.code, granted_on).await?;
+        a.send::<Person>(stream, &subsidy, hrss, city.code, granted_on)
+            .await?;
     }
     Ok(())
 }
@@ -377,13 +480,28 @@ async fn place<S: EventStore + Clone>(
     let year = start.year();
     let year_end = ymd(year, 12, 31);
     let placement_id = a.uuid().to_string();
-    if !send_placement(a, stream, person_ref, city, residence, start, employers, &placement_id).await? {
+    if !send_placement(
+        a,
+        stream,
+        person_ref,
+        city,
+        residence,
+        start,
+        employers,
+        &placement_id,
+    )
+    .await?
+    {
         return Ok(false);
     }
     // A quarter of jobs end within the year; some of those find another job.
     let end = (a.rng().random_bool(0.25))
         .then(|| plus(start, a.rng().random_range(30..=90)))
-        .filter(|e| *e < plus(year_end, 0).checked_sub_days(Days::new(40)).unwrap_or(year_end));
+        .filter(|e| {
+            *e < plus(year_end, 0)
+                .checked_sub_days(Days::new(40))
+                .unwrap_or(year_end)
+        });
     if let Some(household_ref) = household_ref {
         phase_out(a, household_ref, residence, &placement_id, start, end).await?;
     }
@@ -394,12 +512,16 @@ async fn place<S: EventStore + Clone>(
         end_date,
         reason: PlacementEndReason::ALL[a.rng().random_range(0..PlacementEndReason::ALL.len())],
     });
-    a.send::<Person>(stream, &ended, dpf, city.code, end_date).await?;
+    a.send::<Person>(stream, &ended, dpf, city.code, end_date)
+        .await?;
     if a.rng().random_bool(0.4) {
         // Placed again in the same year: counted once toward the target.
         let again = plus(end_date, a.rng().random_range(7..=30));
         let id = a.uuid().to_string();
-        return send_placement(a, stream, person_ref, city, residence, again, employers, &id).await;
+        return send_placement(
+            a, stream, person_ref, city, residence, again, employers, &id,
+        )
+        .await;
     }
     Ok(false)
 }
@@ -426,7 +548,9 @@ async fn send_placement<S: EventStore + Clone>(
         (EmploymentForm::Farming, 14),
         (EmploymentForm::BlindMassage, 3),
     ];
-    let mut x = a.rng().random_range(0..FORMS.iter().map(|f| f.1).sum::<u32>());
+    let mut x = a
+        .rng()
+        .random_range(0..FORMS.iter().map(|f| f.1).sum::<u32>());
     let mut form = EmploymentForm::Flexible;
     for (f, w) in FORMS {
         if x < w {
@@ -443,21 +567,39 @@ async fn send_placement<S: EventStore + Clone>(
         employment_form: form,
         employer_uscc: form.needs_employer().then(|| employer.uscc.clone()),
         start_date: start,
-        contract_type: if form.needs_employer() { ContractType::LabourContract } else { ContractType::None },
-        contract_months: if quota { a.rng().random_range(12..=36) } else { a.rng().random_range(0..=24) },
+        contract_type: if form.needs_employer() {
+            ContractType::LabourContract
+        } else {
+            ContractType::None
+        },
+        contract_months: if quota {
+            a.rng().random_range(12..=36)
+        } else {
+            a.rng().random_range(0..=24)
+        },
         monthly_wage_fen: a.rng().random_range(190_000..=520_000),
         wage_at_least_minimum: true,
         social_insurance_paid: quota || a.rng().random_bool(0.6),
         post_id: None,
-        region: if form.needs_employer() { employer.region.clone() } else { residence.to_owned() },
+        region: if form.needs_employer() {
+            employer.region.clone()
+        } else {
+            residence.to_owned()
+        },
     });
-    let Some(handled) = a.send::<Person>(stream, &cmd, pb::Department::Dpf, city.code, start).await? else {
+    let Some(handled) = a
+        .send::<Person>(stream, &cmd, pb::Department::Dpf, city.code, start)
+        .await?
+    else {
         return Ok(false);
     };
     for e in &handled.events {
         if let pb::event::Kind::NewEmploymentCounted(n) = e {
             let city_code = format!("{}00", &n.region[..4]);
-            *a.stats.new_employment.entry((city_code, n.year)).or_default() += 1;
+            *a.stats
+                .new_employment
+                .entry((city_code, n.year))
+                .or_default() += 1;
         }
     }
     Ok(true)
@@ -483,7 +625,8 @@ async fn phase_out<S: EventStore + Clone>(
         triggering_placement_id: Some(placement_id.to_owned()),
         requested_on,
     });
-    a.send::<Household>(&stream, &request, ca, residence, requested_on).await?;
+    a.send::<Household>(&stream, &request, ca, residence, requested_on)
+        .await?;
     let assessed_on = plus(start, 20);
     let income_pct: i64 = match a.rng().random_range(0..100) {
         0..25 => 85,
@@ -501,11 +644,16 @@ async fn phase_out<S: EventStore + Clone>(
         phase_out_id: phase_out_id.clone(),
         benefit_mode: BenefitMode::Tapered,
     });
-    let Some(handled) = a.send::<Household>(&stream, &reassess, ca, residence, assessed_on).await? else {
+    let Some(handled) = a
+        .send::<Household>(&stream, &reassess, ca, residence, assessed_on)
+        .await?
+    else {
         return Ok(());
     };
     let Some(planned_end) = handled.events.iter().find_map(|e| match e {
-        pb::event::Kind::PhaseOutStarted(p) => pathway_domain::convert::naive(p.planned_end_date.as_ref()),
+        pb::event::Kind::PhaseOutStarted(p) => {
+            pathway_domain::convert::naive(p.planned_end_date.as_ref())
+        }
         _ => None,
     }) else {
         return Ok(());
@@ -518,7 +666,8 @@ async fn phase_out<S: EventStore + Clone>(
                 reason: PhaseOutCancelReason::JobLost,
                 on: lost,
             });
-            a.send::<Household>(&stream, &cancel, ca, residence, lost).await?;
+            a.send::<Household>(&stream, &cancel, ca, residence, lost)
+                .await?;
         }
         _ if planned_end <= ymd(2024, 12, 31) => {
             let complete = HouseholdCommand::CompletePhaseOut(CompletePhaseOut {
@@ -526,7 +675,8 @@ async fn phase_out<S: EventStore + Clone>(
                 phase_out_id,
                 on: planned_end,
             });
-            a.send::<Household>(&stream, &complete, ca, residence, planned_end).await?;
+            a.send::<Household>(&stream, &complete, ca, residence, planned_end)
+                .await?;
         }
         _ => {}
     }
@@ -554,8 +704,14 @@ pub(crate) async fn governance<S: EventStore + Clone>(
                 total_cadres: cadres,
                 disabled_cadres: cadres * share_pct / 100,
             };
-            a.send::<employer::DpfOrgan>(&format!("dpf-{org}"), &cadre, pb::Department::Organization, city.code, ymd(year, 11, 30))
-                .await?;
+            a.send::<employer::DpfOrgan>(
+                &format!("dpf-{org}"),
+                &cadre,
+                pb::Department::Organization,
+                city.code,
+                ymd(year, 11, 30),
+            )
+            .await?;
 
             let posts_stream = format!("welfare-{}-{year}", city.code);
             let total_posts = a.rng().random_range(100..=600);
@@ -565,12 +721,30 @@ pub(crate) async fn governance<S: EventStore + Clone>(
                 total_posts,
                 disabled_posts: total_posts * a.rng().random_range(7..=18) / 100,
             };
-            a.send::<WelfarePosts>(&posts_stream, &develop, pb::Department::Hrss, city.code, ymd(year, 3, 15)).await?;
+            a.send::<WelfarePosts>(
+                &posts_stream,
+                &develop,
+                pb::Department::Hrss,
+                city.code,
+                ymd(year, 3, 15),
+            )
+            .await?;
 
             let fund_stream = format!("fund-{}-{year}", city.code);
             let base: i64 = a.rng().random_range(5_000..=40_000) * 1_000_000;
-            let budget = FundCommand::BudgetFund { region: city.code.to_owned(), year, fund_base_fen: base };
-            a.send::<Fund>(&fund_stream, &budget, pb::Department::Finance, city.code, ymd(year, 1, 20)).await?;
+            let budget = FundCommand::BudgetFund {
+                region: city.code.to_owned(),
+                year,
+                fund_base_fen: base,
+            };
+            a.send::<Fund>(
+                &fund_stream,
+                &budget,
+                pb::Department::Finance,
+                city.code,
+                ymd(year, 1, 20),
+            )
+            .await?;
             for (k, pct) in [8_i64, 9, 6].into_iter().enumerate() {
                 // The third allocation takes some cities past the 20% cap: rejected.
                 let allocate = FundCommand::AllocateFund {
@@ -578,29 +752,67 @@ pub(crate) async fn governance<S: EventStore + Clone>(
                     category: FundCategory::PwpSocialInsurance,
                     amount_fen: base * pct / 100 - a.rng().random_range(0..=base / 50),
                 };
-                a.send::<Fund>(&fund_stream, &allocate, pb::Department::Finance, city.code, ymd(year, 3 + 3 * k as u32, 1)).await?;
+                a.send::<Fund>(
+                    &fund_stream,
+                    &allocate,
+                    pb::Department::Finance,
+                    city.code,
+                    ymd(year, 3 + 3 * k as u32, 1),
+                )
+                .await?;
             }
 
-            let new_employment = tally.new_employment.get(&(city.code.to_owned(), year)).copied().unwrap_or(0);
+            let new_employment = tally
+                .new_employment
+                .get(&(city.code.to_owned(), year))
+                .copied()
+                .unwrap_or(0);
             total_new += new_employment;
             let late = year < 2024 && a.rng().random_bool(0.15);
             let report_stream = format!("report-{}-{year}", city.code);
             if late {
-                let overdue = CityReportCommand::MarkOverdue { city: city.code.to_owned(), year, due_on: ymd(year, 12, 31) };
-                a.send::<CityReport>(&report_stream, &overdue, pb::Department::Pathway, city.code, ymd(year + 1, 1, 2)).await?;
+                let overdue = CityReportCommand::MarkOverdue {
+                    city: city.code.to_owned(),
+                    year,
+                    due_on: ymd(year, 12, 31),
+                };
+                a.send::<CityReport>(
+                    &report_stream,
+                    &overdue,
+                    pb::Department::Pathway,
+                    city.code,
+                    ymd(year + 1, 1, 2),
+                )
+                .await?;
             }
-            let submitted_on = if late { ymd(year + 1, 1, 20) } else { ymd(year, 12, 28) };
+            let submitted_on = if late {
+                ymd(year + 1, 1, 20)
+            } else {
+                ymd(year, 12, 28)
+            };
             let submit = CityReportCommand::SubmitReport {
                 report_id: format!("{}-{year}", city.code),
                 city: city.code.to_owned(),
                 year,
                 submitted_on,
                 new_employment,
-                four_ones_verified: tally.verified.get(&(city.code.to_owned(), year)).copied().unwrap_or(0),
-                trained: tally.trained.get(&(city.code.to_owned(), year)).copied().unwrap_or(0),
+                four_ones_verified: tally
+                    .verified
+                    .get(&(city.code.to_owned(), year))
+                    .copied()
+                    .unwrap_or(0),
+                trained: tally
+                    .trained
+                    .get(&(city.code.to_owned(), year))
+                    .copied()
+                    .unwrap_or(0),
                 narrative: format!("{} {year} annual report", city.name_en),
             };
-            if a.send::<CityReport>(&report_stream, &submit, committee, city.code, submitted_on).await?.is_some() && year == 2024 {
+            if a.send::<CityReport>(&report_stream, &submit, committee, city.code, submitted_on)
+                .await?
+                .is_some()
+                && year == 2024
+            {
                 filed_2024 += 1;
             }
         }
@@ -612,6 +824,13 @@ pub(crate) async fn governance<S: EventStore + Clone>(
         reports_filed: filed_2024,
         findings: "end-of-plan evaluation from the log".to_owned(),
     };
-    a.send::<Evaluation>("evaluation-HLJ-2022-2024", &evaluate, committee, "230000", ymd(2025, 1, 25)).await?;
+    a.send::<Evaluation>(
+        "evaluation-HLJ-2022-2024",
+        &evaluate,
+        committee,
+        "230000",
+        ymd(2025, 1, 25),
+    )
+    .await?;
     Ok(())
 }

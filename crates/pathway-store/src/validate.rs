@@ -151,6 +151,7 @@ mod tests {
     #[test]
     fn rejects_each_broken_limit() {
         let long_stream = "s".repeat(STREAM_ID_BYTES_MAX + 1);
+        let long_type = format!("${}", "t".repeat(EVENT_TYPE_BYTES_MAX));
         let cases: Vec<(&str, Vec<NewEvent>, &str)> = vec![
             ("person-1", vec![], "empty batch"),
             ("", vec![event("$t", 1)], "empty stream id"),
@@ -171,6 +172,11 @@ mod tests {
                 "\"NoSuchEvent\": not a pathway.events.v1",
             ),
             ("person-1", vec![event("$", 1)], "system type needs a name"),
+            (
+                "person-1",
+                vec![event(&long_type, 1)],
+                "101 bytes (limit 100)",
+            ),
             (
                 "person-1",
                 (0..=APPEND_EVENTS_MAX).map(|_| event("$t", 1)).collect(),

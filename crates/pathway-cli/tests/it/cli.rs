@@ -4,7 +4,10 @@
 use std::process::{Command, Output};
 
 fn pathway(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pathway")).args(args).output().expect("run pathway")
+    Command::new(env!("CARGO_BIN_EXE_pathway"))
+        .args(args)
+        .output()
+        .expect("run pathway")
 }
 
 fn stdout(o: &Output) -> String {
@@ -27,25 +30,69 @@ fn every_subcommand_has_help() {
         args.push("--help");
         let out = pathway(&args);
         assert!(out.status.success(), "{sub:?} --help failed");
-        assert!(stdout(&out).contains("Usage: pathway"), "{sub:?}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("Usage: pathway"),
+            "{sub:?}: {}",
+            stdout(&out)
+        );
     }
 }
 
 #[test]
 fn validate_answers_with_the_rule_and_exit_code() {
     let cases: &[(&[&str], bool, &str)] = &[
-        (&["validate", "id", "11010519491231002X", "--today", "2024-01-01"], true, "born 1949-12-31, female"),
-        (&["validate", "id", "130402198207290622", "--today", "2024-01-01"], false, "expected 4 (GB 11643)"),
-        (&["validate", "credit-code", "91350200776049653A"], true, "valid unified social credit code"),
-        (&["validate", "region", "110105"], false, "not in Heilongjiang"),
+        (
+            &[
+                "validate",
+                "id",
+                "11010519491231002X",
+                "--today",
+                "2024-01-01",
+            ],
+            true,
+            "born 1949-12-31, female",
+        ),
+        (
+            &[
+                "validate",
+                "id",
+                "130402198207290622",
+                "--today",
+                "2024-01-01",
+            ],
+            false,
+            "expected 4 (GB 11643)",
+        ),
+        (
+            &["validate", "credit-code", "91350200776049653A"],
+            true,
+            "valid unified social credit code",
+        ),
+        (
+            &["validate", "region", "110105"],
+            false,
+            "not in Heilongjiang",
+        ),
         (&["validate", "region", "230102"], true, "Harbin"),
         (
-            &["validate", "certificate", "11010519491231002X91", "--id", "11010519491231002X"],
+            &[
+                "validate",
+                "certificate",
+                "11010519491231002X91",
+                "--id",
+                "11010519491231002X",
+            ],
             false,
             "certificate_number",
         ),
         (
-            &["validate", "certificate", "11010519491231002X43", "--id", "11010519491231002X"],
+            &[
+                "validate",
+                "certificate",
+                "11010519491231002X43",
+                "--id",
+                "11010519491231002X",
+            ],
             true,
             "category 4, grade 3",
         ),
@@ -69,11 +116,24 @@ fn events_lists_the_contract() {
 fn demo_runs_and_verifies_its_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("store");
-    let out = pathway(&["demo", "--persons", "120", "--data-dir", data.to_str().expect("utf-8 path")]);
+    let out = pathway(&[
+        "demo",
+        "--persons",
+        "120",
+        "--data-dir",
+        data.to_str().expect("utf-8 path"),
+    ]);
     let text = stdout(&out);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("Chain verified"), "{text}");
-    assert!(text.contains("progress toward the target of 33000"), "{text}");
+    assert!(
+        text.contains("progress toward the target of 33000"),
+        "{text}"
+    );
     // The kept store verifies again through the verify command.
     let verify = pathway(&["verify", "--data-dir", data.to_str().expect("utf-8 path")]);
     assert!(verify.status.success(), "{}", stdout(&verify));

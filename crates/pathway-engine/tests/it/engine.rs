@@ -24,7 +24,10 @@ fn meta(command_id: u128) -> CommandMeta {
         actor_department: pb::Department::Dpf,
         actor_region: "230100".into(),
         actor_id: "case-worker-1".into(),
-        now: Utc.with_ymd_and_hms(2023, 5, 1, 2, 0, 0).single().expect("valid time"),
+        now: Utc
+            .with_ymd_and_hms(2023, 5, 1, 2, 0, 0)
+            .single()
+            .expect("valid time"),
     }
 }
 
@@ -43,7 +46,11 @@ fn register(person_ref: &str, id_number: &str) -> PersonCommand {
 }
 
 fn valid_id() -> String {
-    validate::make_resident_id("230102", NaiveDate::from_ymd_opt(1990, 4, 12).expect("date"), 15)
+    validate::make_resident_id(
+        "230102",
+        NaiveDate::from_ymd_opt(1990, 4, 12).expect("date"),
+        15,
+    )
 }
 
 #[tokio::test]
@@ -51,11 +58,24 @@ async fn a_decision_is_appended_with_its_envelope() {
     let (_dir, store) = store();
     let engine = Engine::new(store.clone());
     let cmd = register("p-1", &valid_id());
-    let handled = engine.handle::<Person>("person-p-1", &cmd, &meta(1)).await.expect("accepted");
+    let handled = engine
+        .handle::<Person>("person-p-1", &cmd, &meta(1))
+        .await
+        .expect("accepted");
     let append = handled.append.expect("appended");
-    assert_eq!((append.first_position, append.last_position, append.stream_version), (1, 1, 1));
+    assert_eq!(
+        (
+            append.first_position,
+            append.last_position,
+            append.stream_version
+        ),
+        (1, 1, 1)
+    );
 
-    let stored = store.read_all(1, 10, &ReadFilter::all()).await.expect("read");
+    let stored = store
+        .read_all(1, 10, &ReadFilter::all())
+        .await
+        .expect("read");
     assert_eq!(stored.len(), 1);
     let event = decode(&stored[0]).expect("decodes");
     assert_eq!(event.event_type(), "PersonRegistered");
@@ -78,17 +98,26 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let (_dir, store) = store();
     let engine = Engine::new(store.clone());
     let id = valid_id();
-    let first = engine.handle::<Person>("person-p-2", &register("p-2", &id), &meta(2)).await.expect("first");
+    let first = engine
+        .handle::<Person>("person-p-2", &register("p-2", &id), &meta(2))
+        .await
+        .expect("first");
     // The same command again (same command id): the stream now exists, so the
     // domain would reject a second registration — but the event ids are the
     // same, and it must not act twice either way.
-    let again = engine.handle::<Person>("person-p-2", &register("p-2", &id), &meta(2)).await;
+    let again = engine
+        .handle::<Person>("person-p-2", &register("p-2", &id), &meta(2))
+        .await;
     match again {
         Ok(h) => assert_eq!(h.append, first.append),
         Err(EngineError::Rejected(r)) => assert_eq!(r.field, "command", "{r}"),
         Err(e) => panic!("unexpected {e}"),
     }
-    assert_eq!(store.head().await.expect("head").position, 1, "nothing appended twice");
+    assert_eq!(
+        store.head().await.expect("head").position,
+        1,
+        "nothing appended twice"
+    );
 }
 
 #[tokio::test]
@@ -98,8 +127,13 @@ async fn a_rejection_names_field_and_rule_and_writes_nothing() {
     let mut id = valid_id();
     let last = if id.ends_with('0') { "1" } else { "0" };
     id.replace_range(17..18, last);
-    let err = engine.handle::<Person>("person-p-3", &register("p-3", &id), &meta(3)).await.unwrap_err();
-    let EngineError::Rejected(r) = err else { panic!("expected a rejection, got {err}") };
+    let err = engine
+        .handle::<Person>("person-p-3", &register("p-3", &id), &meta(3))
+        .await
+        .unwrap_err();
+    let EngineError::Rejected(r) = err else {
+        panic!("expected a rejection, got {err}")
+    };
     assert_eq!(r.field, "id_number");
     assert!(r.to_string().contains("GB 11643"), "{r}");
     assert_eq!(store.head().await.expect("head").position, 0);
@@ -109,7 +143,10 @@ async fn a_rejection_names_field_and_rule_and_writes_nothing() {
 async fn concurrent_commands_on_one_stream_are_serialised_by_expected_version() {
     let (_dir, store) = store();
     let engine = Engine::new(store.clone());
-    engine.handle::<Person>("person-p-4", &register("p-4", &valid_id()), &meta(4)).await.expect("registered");
+    engine
+        .handle::<Person>("person-p-4", &register("p-4", &valid_id()), &meta(4))
+        .await
+        .expect("registered");
     // Eight verifications of the same year race: each reloads on conflict, and
     // every accepted one lands at its own version.
     let mut tasks = Vec::new();
@@ -126,7 +163,9 @@ async fn concurrent_commands_on_one_stream_are_serialised_by_expected_version() 
                 non_work_reason: None,
                 verified_on: NaiveDate::from_ymd_opt(2023, 4, 1).expect("date"),
             });
-            engine.handle::<Person>("person-p-4", &cmd, &meta(100 + i)).await
+            engine
+                .handle::<Person>("person-p-4", &cmd, &meta(100 + i))
+                .await
         }));
     }
     let mut versions = Vec::new();

@@ -41,7 +41,12 @@ fn value_for(kind: &Kind, number: u32, name: &str, depth: u32) -> Value {
         Kind::Bytes => Value::Bytes(vec![number as u8; 4].into()),
         Kind::Enum(e) => {
             // The first value after *_UNSPECIFIED.
-            Value::EnumNumber(e.values().map(|v| v.number()).find(|&v| v != 0).unwrap_or(0))
+            Value::EnumNumber(
+                e.values()
+                    .map(|v| v.number())
+                    .find(|&v| v != 0)
+                    .unwrap_or(0),
+            )
         }
         Kind::Message(m) => Value::Message(sample(m, depth + 1)),
     }
@@ -49,7 +54,11 @@ fn value_for(kind: &Kind, number: u32, name: &str, depth: u32) -> Value {
 
 /// A message with every field set (the first member of each oneof).
 fn sample(desc: &MessageDescriptor, depth: u32) -> DynamicMessage {
-    assert!(depth < 8, "message nesting too deep in {}", desc.full_name());
+    assert!(
+        depth < 8,
+        "message nesting too deep in {}",
+        desc.full_name()
+    );
     let mut msg = DynamicMessage::new(desc.clone());
     for field in desc.fields() {
         if let Some(oneof) = field.containing_oneof() {
@@ -70,12 +79,16 @@ fn sample(desc: &MessageDescriptor, depth: u32) -> DynamicMessage {
 
 /// The sample `Event` carrying event type `name`.
 fn sample_event(pool: &DescriptorPool, name: &str) -> Vec<u8> {
-    let event = pool.get_message_by_name("pathway.events.v1.Event").expect("Event exists");
+    let event = pool
+        .get_message_by_name("pathway.events.v1.Event")
+        .expect("Event exists");
     let field = event
         .fields()
         .find(|f| matches!(f.kind(), Kind::Message(m) if m.name() == name))
         .unwrap_or_else(|| panic!("Event has no variant {name}"));
-    let Kind::Message(inner) = field.kind() else { unreachable!() };
+    let Kind::Message(inner) = field.kind() else {
+        unreachable!()
+    };
     let mut msg = DynamicMessage::new(event);
     msg.set_field(&field, Value::Message(sample(&inner, 1)));
     msg.encode_to_vec()
@@ -95,8 +108,7 @@ fn check_fixture(file: &str, bytes: &[u8]) {
         )
     });
     assert_eq!(
-        stored,
-        bytes,
+        stored, bytes,
         "wire format of {file} changed: field numbers and types are frozen in v1 (add fields with new numbers, reserve removed ones, or start v2)"
     );
 }
@@ -115,7 +127,10 @@ fn golden_fixtures_decode_with_the_generated_types() {
         let bytes = fs::read(fixture_dir().join(format!("{name}.bin"))).expect("fixture exists");
         let event = Event::decode(bytes.as_slice())
             .unwrap_or_else(|e| panic!("fixture {name} does not decode: {e}"));
-        let kind = event.kind.as_ref().unwrap_or_else(|| panic!("fixture {name} has no event"));
+        let kind = event
+            .kind
+            .as_ref()
+            .unwrap_or_else(|| panic!("fixture {name} has no event"));
         assert_eq!(kind.event_type(), *name);
         // Re-encoding gives the same bytes: the generated code knows every field.
         assert_eq!(event.encode_to_vec(), bytes, "{name} does not round-trip");
@@ -133,13 +148,18 @@ fn no_fixture_without_an_event_type() {
         .map(|n| format!("{n}.bin"))
         .chain(["EventEnvelope.bin".to_owned()])
         .collect();
-    assert_eq!(on_disk, expected, "an event type was removed or renamed: v1 is frozen");
+    assert_eq!(
+        on_disk, expected,
+        "an event type was removed or renamed: v1 is frozen"
+    );
 }
 
 #[test]
 fn envelope_fixture_matches_and_round_trips() {
     let pool = pool();
-    let desc = pool.get_message_by_name("pathway.events.v1.EventEnvelope").expect("envelope");
+    let desc = pool
+        .get_message_by_name("pathway.events.v1.EventEnvelope")
+        .expect("envelope");
     let bytes = sample(&desc, 0).encode_to_vec();
     check_fixture("EventEnvelope.bin", &bytes);
     let env = EventEnvelope::decode(bytes.as_slice()).expect("envelope decodes");
@@ -151,15 +171,24 @@ fn envelope_fixture_matches_and_round_trips() {
 #[test]
 fn every_enum_starts_with_unspecified() {
     for e in pool().all_enums() {
-        let zero = e.get_value(0).unwrap_or_else(|| panic!("{} has no zero value", e.full_name()));
-        assert!(zero.name().ends_with("_UNSPECIFIED"), "{}: zero value is {}", e.full_name(), zero.name());
+        let zero = e
+            .get_value(0)
+            .unwrap_or_else(|| panic!("{} has no zero value", e.full_name()));
+        assert!(
+            zero.name().ends_with("_UNSPECIFIED"),
+            "{}: zero value is {}",
+            e.full_name(),
+            zero.name()
+        );
     }
 }
 
 #[test]
 fn event_types_are_the_event_oneof_in_order() {
     let pool = pool();
-    let event = pool.get_message_by_name("pathway.events.v1.Event").expect("Event exists");
+    let event = pool
+        .get_message_by_name("pathway.events.v1.Event")
+        .expect("Event exists");
     let names: Vec<String> = event
         .fields()
         .map(|f| match f.kind() {

@@ -8,8 +8,14 @@ async fn run(persons: usize, seed: u64, concurrency: usize) -> (SimStats, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("log")).expect("open");
     let engine = Engine::new(store.clone());
-    let cfg = SimConfig { persons, seed, concurrency };
-    let stats = pathway_sim::run(&engine, &cfg, |_, _| {}).await.expect("simulation runs");
+    let cfg = SimConfig {
+        persons,
+        seed,
+        concurrency,
+    };
+    let stats = pathway_sim::run(&engine, &cfg, |_, _| {})
+        .await
+        .expect("simulation runs");
     let head = store.head().await.expect("head").position;
     (stats, head)
 }
@@ -28,9 +34,16 @@ async fn new_employment_is_counted_at_most_once_per_person_and_year() {
     let persons = 80;
     let (stats, _) = run(persons, 11, 8).await;
     for year in 2022..=2024 {
-        let counted: u32 =
-            stats.new_employment.iter().filter(|((_, y), _)| *y == year).map(|(_, n)| n).sum();
-        assert!(counted as usize <= persons, "{counted} counted in {year} for {persons} persons");
+        let counted: u32 = stats
+            .new_employment
+            .iter()
+            .filter(|((_, y), _)| *y == year)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            counted as usize <= persons,
+            "{counted} counted in {year} for {persons} persons"
+        );
     }
     let total: u32 = stats.new_employment.values().sum();
     assert!(total > 0, "the simulated province employs someone");

@@ -20,7 +20,7 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{APPEND_LOCK_KEY, NOTIFY_CHANNEL, decode_head, pg_error, to_i64};
+use super::{APPEND_LOCK_KEY, NOTIFY_CHANNEL, corrupted, decode_head, pg_error, to_i64, to_u64};
 use crate::chain::{Canonical, GENESIS};
 use crate::{AppendResult, ExpectedVersion, Head, NewEvent, StoreError, limits};
 
@@ -88,6 +88,16 @@ struct Connection {
 
 impl Connection {
     async fn open(config: &Config) -> Result<Self, StoreError> {
+        // A process frozen mid-group (not dead: its socket stays open) must not
+        // hold the append lock of every process forever: the server ends the
+        // session once the transaction idles this long.
+        let mut config = config.clone();
+        let guard = format!("-c idle_in_transaction_session_timeout={GROUP_COMMIT_TIMEOUT_MS}");
+        let options = match config.get_options() {
+            Some(given) => format!("{given} {guard}"),
+            None => guard,
+        };
+        config.options(options);
         let (client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
         tokio::spawn(
             async move {
@@ -143,6 +153,9 @@ impl Committer {
                     None => break,
                 },
             };
+            // Let callers just answered by the previous group queue their next
+            // append first, so they join this group rather than the one after.
+            tokio::task::yield_now().await;
             let mut events = first.events.len();
             let mut bytes = first.bytes();
             let mut group = vec![first];
@@ -256,17 +269,25 @@ impl Committer {
         for row in versions? {
             let stream: String = row.try_get(0).map_err(pg_error)?;
             let version: Option<i64> = row.try_get(1).map_err(pg_error)?;
-            current.insert(stream, version.map_or(0, |v| v.max(0) as u64));
+            let version = match version {
+                Some(v) => to_u64(v, "stream_version", format_args!("of stream {stream}"))?,
+                None => 0,
+            };
+            current.insert(stream, version);
         }
         let mut stored = HashMap::new();
         for row in existing? {
+            let position = to_u64(row.try_get(3).map_err(pg_error)?, "position", "of an event")?;
+            let version = row.try_get(2).map_err(pg_error)?;
+            let schema_version: i32 = row.try_get(5).map_err(pg_error)?;
             let record = Stored {
                 event_id: row.try_get(0).map_err(pg_error)?,
                 stream_id: row.try_get(1).map_err(pg_error)?,
-                stream_version: row.try_get::<_, i64>(2).map_err(pg_error)?.max(0) as u64,
-                position: row.try_get::<_, i64>(3).map_err(pg_error)?.max(0) as u64,
+                stream_version: to_u64(version, "stream_version", position)?,
+                position,
                 event_type: row.try_get(4).map_err(pg_error)?,
-                schema_version: row.try_get::<_, i32>(5).map_err(pg_error)?.max(0) as u32,
+                schema_version: u32::try_from(schema_version)
+                    .map_err(|_| corrupted(position, "schema_version", schema_version))?,
                 metadata: Bytes::copy_from_slice(row.try_get(6).map_err(pg_error)?),
                 payload: Bytes::copy_from_slice(row.try_get(7).map_err(pg_error)?),
             };
@@ -373,14 +394,29 @@ fn unique_violation(db: &tokio_postgres::error::DbError, request: &AppendRequest
             // The version another writer took; the caller reloads anyway.
             actual: parse_key_number(db.detail()).unwrap_or(0),
         },
-        Some("events_event_id_key") => match request.events.first() {
-            Some(event) => StoreError::EventIdReused {
-                event_id: event.event_id,
-                stream: request.stream.clone(),
-                version: 0,
-            },
-            None => StoreError::Unavailable(format!("unique violation: {}", db.message())),
-        },
+        Some("events_event_id_key") => {
+            // `Key (event_id)=(<uuid>) already exists.`: name the id if it is this request's.
+            let taken = db
+                .detail()
+                .and_then(|d| d.split_once("=("))
+                .and_then(|(_, rest)| {
+                    rest.split(')')
+                        .next()
+                        .and_then(|id| id.parse::<Uuid>().ok())
+                });
+            match request.events.iter().find(|e| Some(e.event_id) == taken) {
+                Some(event) => StoreError::EventIdReused {
+                    event_id: event.event_id,
+                    stream: request.stream.clone(),
+                    // Stored by a writer outside the lock: its version is unknown here.
+                    version: 0,
+                },
+                None => StoreError::Unavailable(format!(
+                    "event id taken by a writer outside the append lock, retry: {}",
+                    db.message()
+                )),
+            }
+        }
         _ => StoreError::Unavailable(format!(
             "position taken by a writer outside the append lock, retry: {}",
             db.message()
@@ -778,5 +814,13 @@ mod tests {
             ]
         );
         assert_eq!(plan.rows.len(), 2);
+    }
+
+    #[test]
+    fn key_details_name_the_taken_version() {
+        let detail = "Key (stream_id, stream_version)=(person-1, 3) already exists.";
+        assert_eq!(super::parse_key_number(Some(detail)), Some(3));
+        assert_eq!(super::parse_key_number(Some("no key here")), None);
+        assert_eq!(super::parse_key_number(None), None);
     }
 }

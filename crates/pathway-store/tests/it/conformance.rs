@@ -37,6 +37,7 @@ macro_rules! conformance_tests {
         crate::conformance::conformance_tests!(@plain $make;
             expected_version_cases,
             idempotent_retry_returns_original_result,
+            concurrent_retries_of_one_append_agree,
             event_id_reused_with_other_content,
             concurrent_exact_appends_one_winner_per_version,
             concurrent_streams_get_dense_positions,
@@ -303,6 +304,39 @@ pub(crate) async fn idempotent_retry_returns_original_result<S: EventStore + Clo
         store.read_stream("person-1", 1, 100).await.unwrap().len(),
         4
     );
+}
+
+/// The same append sent many times at once (a client retrying before the
+/// first answer) is stored once, and every sender gets the same result.
+pub(crate) async fn concurrent_retries_of_one_append_agree<S: EventStore + Clone>(store: S) {
+    const SENDERS: usize = 16;
+    store
+        .append("person-1", ExpectedVersion::Any, vec![new_event("before")])
+        .await
+        .unwrap();
+    for n in [1, 3] {
+        let batch = new_events("retried", n);
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(SENDERS));
+        let tasks: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let (store, batch, barrier) = (store.clone(), batch.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.append("person-1", ExpectedVersion::Any, batch).await
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap().expect("every sender succeeds"));
+        }
+        assert!(results.iter().all(|r| *r == results[0]), "{results:?}");
+        assert_eq!(
+            results[0].last_position - results[0].first_position,
+            n as u64 - 1
+        );
+    }
+    assert_eq!(assert_log_sound(&store).await.len(), 5);
 }
 
 /// An event id already stored cannot be stored again with other content,

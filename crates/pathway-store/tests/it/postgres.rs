@@ -585,3 +585,48 @@ async fn read_all_filters_by_type_and_category_in_sql() {
         vec![2, 3]
     );
 }
+
+/// The benchmark functions behind `pathway bench` write and read what they report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_functions_report_what_they_did() {
+    use pathway_store::bench::{BenchConfig, bench_append, bench_read, copy_baseline};
+
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let cfg = BenchConfig {
+        writers: 4,
+        events: 42,
+        events_per_append: 4,
+        payload_bytes: 16,
+    };
+    let report = bench_append(store.clone(), cfg).await.unwrap();
+    assert_eq!(report.events, 42);
+    assert!(
+        report.events_per_s > 0.0 && report.p50_ms <= report.p99_ms,
+        "{report:?}"
+    );
+    assert_eq!(store.head().await.unwrap().position, 42);
+    let all = store.read_all(1, 100, &ReadFilter::all()).await.unwrap();
+    let streams: BTreeSet<&str> = all.iter().map(|e| e.stream_id.as_str()).collect();
+    assert_eq!(streams.len(), 4);
+    assert!(
+        all.iter()
+            .all(|e| e.event_type == "PersonRegistered" && e.payload.len() == 16)
+    );
+    assert_eq!(store.verify(1, None).await.unwrap().first_break, None);
+
+    assert_eq!(bench_read(store.clone(), 25).await.unwrap().events, 25);
+    // Stops at the end of the log.
+    assert_eq!(bench_read(store.clone(), 1_000).await.unwrap().events, 42);
+
+    assert!(copy_baseline(db.url(), 100, 16).await.unwrap() > 0.0);
+    let sql = db.sql().await;
+    let scratch = sql
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'pathway_bench_copy_%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(scratch.get::<_, i64>(0), 0, "the scratch table is dropped");
+}
