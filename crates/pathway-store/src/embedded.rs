@@ -905,6 +905,11 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let err = |e| sqlite_error(path, "configure", e);
     conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
         .map_err(err)?;
+    for knob in ["page_size", "cache_size", "wal_autocheckpoint"] {
+        if let Ok(v) = std::env::var(format!("XP_{knob}")) {
+            conn.pragma_update(None, knob, v.parse::<i64>().unwrap()).map_err(err)?;
+        }
+    }
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(err)?;
