@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo;
+mod import;
 mod store;
 mod validate;
 
@@ -34,6 +35,9 @@ enum Command {
     Policy(validate::PolicyArgs),
     /// List the event types of the wire format (pathway.events.v1).
     Events,
+    /// Apply commands from a JSON-lines file, one command per line, each on
+    /// its own; rejected lines are reported and the rest go on.
+    Import(import::ImportArgs),
     /// Verify the hash chain of the event log.
     Verify(store::VerifyArgs),
     /// Measure the event log: append and read throughput and latency.
@@ -70,6 +74,7 @@ fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(args) => runtime()?
             .block_on(demo::run(args))
             .map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => runtime()?.block_on(import::run(args)),
         Command::Verify(args) => runtime()?.block_on(store::verify(args)),
         Command::Bench(cmd) => runtime()?
             .block_on(bench::run(cmd))

@@ -247,6 +247,11 @@ impl Household {
         &self.members
     }
 
+    /// The members, in order, as phase-out events carry them.
+    fn member_refs(&self) -> Vec<String> {
+        self.members.iter().cloned().collect()
+    }
+
     /// Current low-income status, if known in the clear.
     pub fn status(&self) -> Option<pb::LowIncomeStatus> {
         self.status
@@ -562,6 +567,7 @@ impl Household {
                     phase_out_id: active.phase_out_id.clone(),
                     reason: pb::PhaseOutCancelReason::IncomeBelowStandard as i32,
                     cancelled_on: on,
+                    member_person_refs: self.member_refs(),
                 }));
                 events.push(Event::DibaoBenefitContinued(pb::DibaoBenefitContinued {
                     household_ref,
@@ -588,6 +594,7 @@ impl Household {
                 planned_end_date: date(planned_end),
                 benefit_mode: c.benefit_mode.pb() as i32,
                 policy_version,
+                member_person_refs: self.member_refs(),
             }));
         } else {
             events.push(Event::DibaoBenefitTerminated(pb::DibaoBenefitTerminated {
@@ -655,6 +662,7 @@ impl Household {
             planned_end_date: date(c.planned_end_date),
             benefit_mode: c.benefit_mode.pb() as i32,
             policy_version,
+            member_person_refs: self.member_refs(),
         })])
     }
 
@@ -679,6 +687,7 @@ impl Household {
                 new_end_date: date(c.new_end_date),
                 justification,
                 approved_by,
+                member_person_refs: self.member_refs(),
             },
         )])
     }
@@ -701,6 +710,7 @@ impl Household {
             phase_out_id: active.phase_out_id.clone(),
             reason: c.reason.pb() as i32,
             cancelled_on: on,
+            member_person_refs: self.member_refs(),
         })];
         // Income back below the standard or the job lost: the household is an
         // ordinary dibao household again. A changed household is reassessed.
@@ -739,6 +749,7 @@ impl Household {
             phase_out_id: active.phase_out_id.clone(),
             end_date: date(c.on),
             resulting_status: resulting_status as i32,
+            member_person_refs: self.member_refs(),
         })])
     }
 }

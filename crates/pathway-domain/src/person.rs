@@ -941,6 +941,7 @@ impl Person {
             has_work_capacity: c.has_work_capacity,
             non_work_reason: non_work_reason.and_then(personal_text),
             verified_on: date(c.verified_on),
+            region: reg.residence_region.clone(),
         })])
     }
 

@@ -7,29 +7,58 @@
 //! version read. If another writer got there first, the stream is reloaded and
 //! the command decided again, at most [`COMMAND_RETRIES_MAX`] times.
 //!
-//! Event ids are derived from the command id (UUID v5 of the command id and
-//! the event's index), so a retried command presents the same event ids and
-//! the store's idempotent append returns the first result instead of acting
-//! twice.
+//! Commands are idempotent by their client-supplied command id, and the id is
+//! scoped to its stream: the same id on another stream is another command.
+//! - While loading `S`, the engine looks for events whose envelope carries the
+//!   command id. If there are any, the command was handled before: the engine
+//!   returns that first result (the stored events and their positions) and
+//!   appends nothing. As a guard, it decides the command once more, purely, on
+//!   the state just before those events and at their time; if that decision
+//!   differs from what is stored, the id was reused for another command and
+//!   the answer is [`EngineError::CommandIdReused`].
+//! - Event ids are derived from the command id and the stream (UUID v5 of the
+//!   command id, the stream and the event's index), so when two retries of one
+//!   command race past the lookup, they present the same event ids and the
+//!   store's idempotent append answers the later one with the first result.
+//! - A command that was rejected, or decided to change nothing, left nothing
+//!   in the log, so a retry of it is decided afresh.
+//!
+//! Registration is the one command that spans two streams:
+//! [`Engine::register_person`] reserves the ID number's keyed hash (see
+//! [`reservation`]) before it appends the person's registration.
+
+pub mod reservation;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use pathway_domain::{Aggregate, Context, Event, Rejection, pb, policy::PolicyTable};
+use pathway_domain::{
+    Aggregate, Context, Event, Rejection, pb,
+    person::{Person, PersonCommand, RegisterPerson},
+    policy::PolicyTable,
+};
 use pathway_proto::Message;
 use pathway_store::{
     AppendResult, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
 };
 use uuid::Uuid;
 
+use crate::reservation::{Reservation, ReserveRegistration, reservation_stream};
+
 /// Decide-and-append attempts before a conflict is returned to the caller.
-pub const COMMAND_RETRIES_MAX: u32 = 5;
+pub const COMMAND_RETRIES_MAX: u32 = 10;
+/// Pause before a conflicted command is decided again, doubled per attempt up
+/// to [`COMMAND_RETRY_BACKOFF_DOUBLINGS_MAX`] times and spread by ±50% (see
+/// [`retry_backoff`]).
+pub const COMMAND_RETRY_BACKOFF_US: u64 = 2_000;
+/// Doublings of the retry pause at most (2 ms × 2⁵ = 64 ms).
+pub const COMMAND_RETRY_BACKOFF_DOUBLINGS_MAX: u32 = 5;
 /// Events read per call while loading a stream.
 pub const STREAM_READ_BATCH_EVENTS: usize = 1_000;
 
 /// Who sends a command, when, and why.
 #[derive(Debug, Clone)]
 pub struct CommandMeta {
-    /// Client-supplied idempotency key.
+    /// Client-supplied idempotency key, scoped to the command's stream.
     pub command_id: Uuid,
     /// The business process this command belongs to.
     pub correlation_id: Uuid,
@@ -59,6 +88,10 @@ pub enum EngineError {
     /// The domain rejected the command (the caller's fault).
     #[error("rejected: {0}")]
     Rejected(#[from] Rejection),
+    /// The command id was already used on this stream for a different
+    /// command (the caller's fault: a command id names one command).
+    #[error("stream {stream}: command id {command_id} was already used for a different command")]
+    CommandIdReused { stream: String, command_id: Uuid },
     /// Other writers kept changing the stream; retry later.
     #[error("gave up after {attempts} attempts: {source}")]
     Conflict { attempts: u32, source: StoreError },
@@ -81,6 +114,24 @@ pub struct Engine<S> {
     policy: &'static PolicyTable,
 }
 
+/// A stream as loaded for one command.
+struct Loaded<A> {
+    state: A,
+    version: u64,
+    /// What this command id already did on the stream, if anything.
+    prior: Option<Prior<A>>,
+}
+
+/// The first result of a command found in its stream.
+struct Prior<A> {
+    /// The state just before the command's events.
+    before: A,
+    /// The time the command was decided at (`occurred_at` of its envelope).
+    decided_at: DateTime<Utc>,
+    events: Vec<Event>,
+    append: AppendResult,
+}
+
 impl<S: EventStore + Clone> Engine<S> {
     /// An engine over `store` with the built-in policy table.
     pub fn new(store: S) -> Self {
@@ -97,8 +148,21 @@ impl<S: EventStore + Clone> Engine<S> {
 
     /// Loads a stream's aggregate state and version.
     pub async fn load<A: Aggregate>(&self, stream: &str) -> Result<(A, u64), EngineError> {
+        let loaded = self.load_for::<A>(stream, None).await?;
+        Ok((loaded.state, loaded.version))
+    }
+
+    /// Loads a stream and, when `command_id` is given, the events that command
+    /// already appended to it (their envelopes name it).
+    async fn load_for<A: Aggregate>(
+        &self,
+        stream: &str,
+        command_id: Option<Uuid>,
+    ) -> Result<Loaded<A>, EngineError> {
+        let command_id = command_id.map(|id| id.to_string());
         let mut state = A::default();
         let mut version = 0;
+        let mut prior: Option<Prior<A>> = None;
         loop {
             let batch = self
                 .store
@@ -107,16 +171,49 @@ impl<S: EventStore + Clone> Engine<S> {
                 .map_err(EngineError::Store)?;
             let n = batch.len();
             for r in &batch {
-                state = state.evolve(&decode(r)?);
+                let event = decode(r)?;
+                if let Some(command_id) = &command_id {
+                    let env = decode_envelope(r)?;
+                    if env.command_id == *command_id {
+                        match &mut prior {
+                            Some(p) => {
+                                p.append.last_position = r.position;
+                                p.append.stream_version = r.stream_version;
+                                p.events.push(event.clone());
+                            }
+                            None => {
+                                prior = Some(Prior {
+                                    before: state.clone(),
+                                    decided_at: occurred_at(r, &env)?,
+                                    events: vec![event.clone()],
+                                    append: AppendResult {
+                                        first_position: r.position,
+                                        last_position: r.position,
+                                        stream_version: r.stream_version,
+                                    },
+                                });
+                            }
+                        }
+                    }
+                }
+                state = state.evolve(&event);
                 version = r.stream_version;
             }
             if n < STREAM_READ_BATCH_EVENTS {
-                return Ok((state, version));
+                return Ok(Loaded {
+                    state,
+                    version,
+                    prior,
+                });
             }
         }
     }
 
     /// Decides `command` on `stream` and appends the resulting events.
+    ///
+    /// A command whose id already acted on `stream` returns its first result
+    /// and appends nothing; the same id with different content is
+    /// [`EngineError::CommandIdReused`].
     #[tracing::instrument(skip_all, fields(stream_id = %stream, command_id = %meta.command_id))]
     pub async fn handle<A: Aggregate>(
         &self,
@@ -126,10 +223,19 @@ impl<S: EventStore + Clone> Engine<S> {
     ) -> Result<Handled, EngineError> {
         let ctx = Context::new(meta.now, self.policy);
         let mut attempt = 0;
+        // An append that found our event ids already stored: the reload must
+        // find them as this command's first result.
+        let mut ids_taken: Option<StoreError> = None;
         loop {
             attempt += 1;
-            let (state, version) = self.load::<A>(stream).await?;
-            let events = state.decide(command, &ctx)?;
+            let loaded = self.load_for::<A>(stream, Some(meta.command_id)).await?;
+            if let Some(prior) = loaded.prior {
+                return self.first_result(stream, command, meta, prior);
+            }
+            if let Some(e) = ids_taken.take() {
+                return Err(EngineError::Store(e));
+            }
+            let events = loaded.state.decide(command, &ctx)?;
             if events.is_empty() {
                 return Ok(Handled {
                     events,
@@ -139,12 +245,12 @@ impl<S: EventStore + Clone> Engine<S> {
             let new: Vec<NewEvent> = events
                 .iter()
                 .enumerate()
-                .map(|(i, e)| envelope(e, i, meta))
+                .map(|(i, e)| envelope(e, stream, i, meta))
                 .collect();
-            let expected = if version == 0 {
+            let expected = if loaded.version == 0 {
                 ExpectedVersion::NoStream
             } else {
-                ExpectedVersion::Exact(version)
+                ExpectedVersion::Exact(loaded.version)
             };
             match self.store.append(stream, expected, new).await {
                 Ok(result) => {
@@ -160,10 +266,85 @@ impl<S: EventStore + Clone> Engine<S> {
                             source: e,
                         });
                     }
-                    tracing::debug!(attempt, "conflict, reloading");
+                    let pause = retry_backoff(meta.command_id, attempt);
+                    tracing::debug!(
+                        attempt,
+                        pause_us = pause.as_micros() as u64,
+                        "conflict, reloading"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e @ StoreError::EventIdReused { .. }) => {
+                    // A concurrent retry of this command id appended other
+                    // content first; the reload answers from what it stored.
+                    tracing::debug!(attempt, "event ids already stored, reloading");
+                    ids_taken = Some(e);
                 }
                 Err(e) => return Err(EngineError::Store(e)),
             }
+        }
+    }
+
+    /// Registers a person, keeping one active registration per ID number.
+    ///
+    /// The registration is decided in memory first (on the person's stream as
+    /// loaded), so an invalid registration reserves nothing; then the ID
+    /// number's keyed hash is reserved for the person on
+    /// `idhmac-<hex of id_hmac>` (expected version "no stream"), and only then
+    /// is the person's registration appended. A second registration of the same
+    /// ID number for another person is rejected on `id_number`. A retry of the
+    /// same command returns the first result; a retry after a failure between
+    /// the reservation and the registration finds the reservation in this
+    /// person's name and completes the registration.
+    #[tracing::instrument(skip_all, fields(person_ref = %cmd.person_ref, command_id = %meta.command_id))]
+    pub async fn register_person(
+        &self,
+        cmd: &RegisterPerson,
+        meta: &CommandMeta,
+    ) -> Result<Handled, EngineError> {
+        let command = PersonCommand::RegisterPerson(cmd.clone());
+        let stream = command.stream_id();
+        let loaded = self
+            .load_for::<Person>(&stream, Some(meta.command_id))
+            .await?;
+        if let Some(prior) = loaded.prior {
+            return self.first_result(&stream, &command, meta, prior);
+        }
+        loaded
+            .state
+            .decide(&command, &Context::new(meta.now, self.policy))?;
+        let reserve = ReserveRegistration {
+            id_hmac: cmd.id_hmac.clone(),
+            person_ref: cmd.person_ref.clone(),
+        };
+        self.handle::<Reservation>(&reservation_stream(&cmd.id_hmac), &reserve, meta)
+            .await?;
+        self.handle::<Person>(&stream, &command, meta).await
+    }
+
+    /// The first result of a command found in its stream, if the command
+    /// decides the same events again on the state and at the time it was
+    /// first decided; otherwise the command id was reused.
+    fn first_result<A: Aggregate>(
+        &self,
+        stream: &str,
+        command: &A::Command,
+        meta: &CommandMeta,
+        prior: Prior<A>,
+    ) -> Result<Handled, EngineError> {
+        let ctx = Context::new(prior.decided_at, self.policy);
+        match prior.before.decide(command, &ctx) {
+            Ok(events) if events == prior.events => {
+                tracing::debug!("command already handled, returning its first result");
+                Ok(Handled {
+                    events: prior.events,
+                    append: Some(prior.append),
+                })
+            }
+            _ => Err(EngineError::CommandIdReused {
+                stream: stream.to_owned(),
+                command_id: meta.command_id,
+            }),
         }
     }
 }
@@ -198,13 +379,47 @@ pub fn decode_envelope(r: &RecordedEvent) -> Result<pb::EventEnvelope, EngineErr
     })
 }
 
-/// The id of the `index`-th event of a command: stable across retries.
-pub fn event_id(command_id: Uuid, index: usize) -> Uuid {
-    Uuid::new_v5(&command_id, &(index as u64).to_be_bytes())
+/// The id of the `index`-th event of a command on `stream`: stable across
+/// retries, and distinct on every stream (a command id is scoped to its
+/// stream). UUID v5 in the command id's namespace of the stream id, a zero
+/// byte (stream ids hold no control characters) and the big-endian index.
+pub fn event_id(command_id: Uuid, stream: &str, index: usize) -> Uuid {
+    let mut name = Vec::with_capacity(stream.len() + 1 + 8);
+    name.extend_from_slice(stream.as_bytes());
+    name.push(0);
+    name.extend_from_slice(&(index as u64).to_be_bytes());
+    Uuid::new_v5(&command_id, &name)
 }
 
-fn envelope(event: &Event, index: usize, meta: &CommandMeta) -> NewEvent {
-    let event_id = event_id(meta.command_id, index);
+/// The pause after the `attempt`-th conflict of a command:
+/// [`COMMAND_RETRY_BACKOFF_US`] doubled per attempt (at most
+/// [`COMMAND_RETRY_BACKOFF_DOUBLINGS_MAX`] times) and spread by ±50%.
+///
+/// Writers that conflicted in one group commit would otherwise reload and
+/// collide again in lockstep, one winning per round. The spread is derived
+/// from the command id, not drawn at random, so a run replays exactly.
+pub fn retry_backoff(command_id: Uuid, attempt: u32) -> std::time::Duration {
+    let base = COMMAND_RETRY_BACKOFF_US
+        << attempt
+            .saturating_sub(1)
+            .min(COMMAND_RETRY_BACKOFF_DOUBLINGS_MAX);
+    let spread = (Uuid::new_v5(&command_id, &attempt.to_be_bytes()).as_u128() % 1_000) as u64;
+    std::time::Duration::from_micros(base * (500 + spread) / 1_000)
+}
+
+/// The time a stored event was decided at, from its envelope.
+fn occurred_at(r: &RecordedEvent, env: &pb::EventEnvelope) -> Result<DateTime<Utc>, EngineError> {
+    env.occurred_at
+        .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+        .ok_or_else(|| EngineError::Decode {
+            stream: r.stream_id.clone(),
+            version: r.stream_version,
+            detail: "envelope: occurred_at is missing or out of range".into(),
+        })
+}
+
+fn envelope(event: &Event, stream: &str, index: usize, meta: &CommandMeta) -> NewEvent {
+    let event_id = event_id(meta.command_id, stream, index);
     let ts = pathway_proto::Timestamp {
         seconds: meta.now.timestamp(),
         nanos: meta.now.timestamp_subsec_nanos() as i32,

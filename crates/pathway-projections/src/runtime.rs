@@ -1,1 +1,2094 @@
-//! placeholder
+//! The projector: keeps one department's read model current from the log.
+//!
+//! # Exactly-once effect
+//!
+//! A projector reads its checkpoint (the last position applied, 0 when new),
+//! reads the log from the next position in order, gives every event to the
+//! projection (`view`, then `apply` for the events the department may see) and
+//! writes the batch's rows **and** the new checkpoint (the batch's last
+//! position, whether or not any of its events was visible) in one transaction:
+//! one SQLite transaction in the model's own database file, or one PostgreSQL
+//! transaction in the model's own schema. A crash before the commit loses the
+//! whole batch, rows and checkpoint together, and the next run reads it again;
+//! a crash after it finds the checkpoint past the batch. No event is lost or
+//! applied twice.
+//!
+//! Each batch transaction first reads the stored checkpoint (locked: `BEGIN
+//! IMMEDIATE` in SQLite, `FOR UPDATE` in PostgreSQL) and compares it with the
+//! one the projector last wrote. If another projector (or a rebuild swap)
+//! moved it, the batch is rolled back and the projector resynchronises from
+//! the stored checkpoint instead of applying events twice.An idle follower
+//! checks its checkpoint every poll interval too, so a model swapped in by a
+//! rebuild is brought up to date without waiting for the next event.
+//!
+//! The log needs no safe horizon here: the store assigns positions densely in
+//! commit order and `read_all` never returns an event above a hole, so reading
+//! "from checkpoint + 1" cannot skip an event that commits late.
+//!
+//! # Pipeline
+//!
+//! The calling task reads the log ([`PROJECTOR_READ_EVENTS_MAX`] events per
+//! read) and sends each read over a bounded channel
+//! ([`PROJECTOR_CHANNEL_READS_MAX`]) to a writer on its own OS thread
+//! (`pathway-projector-<name>`) that owns the read-model connection: the
+//! projection code and the synchronous `postgres`/`rusqlite` clients never run
+//! on a runtime thread. The writer groups reads that are already waiting into
+//! one transaction of at most [`PROJECTOR_BATCH_EVENTS_MAX`] events, and stops
+//! adding to it after [`PROJECTOR_BATCH_TIME_MAX_MS`].
+//!
+//! # Storage
+//!
+//! [`ReadStore::Sqlite`]: one database file per model, `<dir>/<name>.db`
+//! (WAL, `synchronous=FULL`), holding its tables and a one-row `checkpoint`
+//! table, so one SQLite transaction covers both. [`ReadStore::Postgres`]: one
+//! schema per model, named after it, holding its tables and
+//! `<name>.checkpoint`, so a department's role can be granted exactly its own
+//! schema. Table DDL is generated from the static [`Table`] definitions;
+//! identifiers come only from those definitions and are quoted anyway. Key
+//! columns are `NOT NULL`; integer value columns default to 0 and, like the
+//! others, may be set to NULL (an erasure), which `add` counts as 0. Text
+//! columns use the `C` collation in PostgreSQL so both backends order rows by
+//! key bytewise.
+//!
+//! # Rebuild
+//!
+//! [`rebuild`] projects the whole log from position 1 into fresh storage
+//! (`<dir>/<name>.rebuild.db`, schema `<name>_rebuild`) while the current
+//! model keeps serving, then swaps it in atomically:
+//!
+//! - PostgreSQL: one transaction locks the old checkpoint (waiting for an
+//!   in-flight batch of a running projector), copies the old schema's and
+//!   tables' grants to the new ones (so department roles keep their access),
+//!   and renames `<name>` to `<name>_retired` and `<name>_rebuild` to
+//!   `<name>`. The retired schema is dropped in a second transaction, with a
+//!   lock timeout: dropping it in the swap transaction would make the swap
+//!   wait for every reader of the old tables (and queue new readers behind
+//!   it). A retired schema left by a timeout is dropped by the next rebuild.
+//! - SQLite: the rebuilt file is attached to the model's file and, in one
+//!   transaction, the old tables are dropped and recreated from the rebuilt
+//!   ones. This deviates from renaming the rebuilt file over the old one:
+//!   renaming a WAL database that other connections have open is unsafe (their
+//!   `-wal`/`-shm` files stay under the old name and would be replayed into,
+//!   or deleted from under, the new file). With the copy, readers that began
+//!   a read transaction before the swap keep reading the old model from their
+//!   WAL snapshot, the file name never changes, and the swap is one durable
+//!   commit. The copy costs one extra write of the rows.
+//!
+//! A projector running during a rebuild finds its checkpoint moved at its
+//! next batch and resynchronises from the rebuilt model's checkpoint.
+//!
+//! # Fault injection
+//!
+//! [`ProjectorOptions::before_checkpoint`] (hidden from the docs) is called
+//! inside every batch transaction after the rows are written and before the
+//! checkpoint is; returning an error rolls the batch back, and blocking there
+//! lets a test kill the process mid-batch.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use pathway_domain::pb;
+use pathway_store::limits::SUBSCRIPTION_POLL_INTERVAL_MS;
+use pathway_store::{EventStore, ReadFilter, RecordedEvent};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::model::{ColumnType, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value};
+
+/// Events one read of the log returns at most.
+pub const PROJECTOR_READ_EVENTS_MAX: usize = 1_000;
+/// Events one batch transaction applies at most.
+pub const PROJECTOR_BATCH_EVENTS_MAX: usize = 5_000;
+/// A batch transaction takes no further reads after being open this long.
+pub const PROJECTOR_BATCH_TIME_MAX_MS: u64 = 1_000;
+/// Reads waiting between the log reader and the writer thread.
+pub const PROJECTOR_CHANNEL_READS_MAX: usize = 8;
+/// Consecutive resynchronisations (checkpoint moved by someone else) that do
+/// not find the checkpoint further ahead than the previous one before a
+/// projector gives up.
+pub const PROJECTOR_RESYNCS_MAX: u32 = 16;
+/// Wait for a SQLite lock held by another connection.
+pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+/// Prepared statements cached per SQLite connection.
+pub const SQLITE_STATEMENT_CACHE_LEN_MAX: usize = 256;
+/// Wait to open a PostgreSQL connection.
+pub const PG_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Wait for the locks of a rebuild swap (the old checkpoint, the schemas).
+pub const PG_SWAP_LOCK_TIMEOUT_MS: u64 = 30_000;
+/// Wait for readers of the old model before giving up on dropping it (it is
+/// then dropped by the next rebuild).
+pub const PG_RETIRED_DROP_LOCK_TIMEOUT_MS: u64 = 5_000;
+/// Prepared statements cached per PostgreSQL connection.
+pub const PG_STATEMENT_CACHE_LEN_MAX: usize = 256;
+
+/// Name of the checkpoint table in every model.
+const CHECKPOINT_TABLE: &str = "checkpoint";
+/// Longest model name (a schema name must fit PostgreSQL's 63 bytes with the
+/// `_rebuild`/`_retired` suffixes).
+const MODEL_NAME_BYTES_MAX: usize = 48;
+
+/// Where read models live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadStore {
+    /// One SQLite database per model: `<dir>/<name>.db`.
+    Sqlite { dir: PathBuf },
+    /// One schema per model in this PostgreSQL database.
+    Postgres { url: String },
+}
+
+/// How far a model is behind the log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lag {
+    /// Last position applied to the model (0 = none).
+    pub checkpoint: u64,
+    /// Last position of the log.
+    pub head_position: u64,
+    pub positions_behind: u64,
+    /// Commit time of the head minus that of the checkpointed event (of
+    /// position 1 when nothing is applied yet); 0 when caught up.
+    pub seconds_behind: f64,
+}
+
+/// Called inside a batch transaction after its rows are written and before
+/// its checkpoint is, with the batch's first and last positions.
+pub type BeforeCheckpoint = Arc<dyn Fn(u64, u64) -> Result<(), ProjectionError> + Send + Sync>;
+
+/// Tuning of one projector run. `Default` uses the named limits.
+#[derive(Clone)]
+pub struct ProjectorOptions {
+    /// Events per read of the log.
+    pub read_events_max: usize,
+    /// Events per batch transaction.
+    pub batch_events_max: usize,
+    /// A batch takes no further reads after being open this long.
+    pub batch_time_max_ms: u64,
+    /// Fault injection for tests; see the module docs.
+    #[doc(hidden)]
+    pub before_checkpoint: Option<BeforeCheckpoint>,
+}
+
+impl Default for ProjectorOptions {
+    fn default() -> Self {
+        ProjectorOptions {
+            read_events_max: PROJECTOR_READ_EVENTS_MAX,
+            batch_events_max: PROJECTOR_BATCH_EVENTS_MAX,
+            batch_time_max_ms: PROJECTOR_BATCH_TIME_MAX_MS,
+            before_checkpoint: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ProjectorOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectorOptions")
+            .field("read_events_max", &self.read_events_max)
+            .field("batch_events_max", &self.batch_events_max)
+            .field("batch_time_max_ms", &self.batch_time_max_ms)
+            .field("before_checkpoint", &self.before_checkpoint.is_some())
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Public entry points
+// ---------------------------------------------------------------------------
+
+/// Applies every event up to the log's head at the time of the call and
+/// returns the model's checkpoint.
+pub async fn catch_up<S: EventStore + Clone>(
+    store: &S,
+    target: &ReadStore,
+    projection: Arc<dyn Projection>,
+) -> Result<u64, ProjectionError> {
+    catch_up_with(store, target, projection, &ProjectorOptions::default()).await
+}
+
+/// [`catch_up`] with explicit options.
+#[tracing::instrument(skip_all, fields(projection = projection.name()))]
+pub async fn catch_up_with<S: EventStore + Clone>(
+    store: &S,
+    target: &ReadStore,
+    projection: Arc<dyn Projection>,
+    options: &ProjectorOptions,
+) -> Result<u64, ProjectionError> {
+    let location = Location::live(target, projection.name())?;
+    let head = store.head().await?.position;
+    run(
+        store,
+        &location,
+        &projection,
+        options,
+        Until::Position(head),
+    )
+    .await
+}
+
+/// Catches up, then applies new events as they are committed until
+/// `shutdown` becomes `true` (or its sender is dropped). Every batch handed to
+/// the writer is committed, checkpoint included, before this returns the
+/// final checkpoint.
+pub async fn follow<S: EventStore + Clone>(
+    store: &S,
+    target: &ReadStore,
+    projection: Arc<dyn Projection>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<u64, ProjectionError> {
+    follow_with(
+        store,
+        target,
+        projection,
+        shutdown,
+        &ProjectorOptions::default(),
+    )
+    .await
+}
+
+/// [`follow`] with explicit options.
+#[tracing::instrument(skip_all, fields(projection = projection.name()))]
+pub async fn follow_with<S: EventStore + Clone>(
+    store: &S,
+    target: &ReadStore,
+    projection: Arc<dyn Projection>,
+    shutdown: watch::Receiver<bool>,
+    options: &ProjectorOptions,
+) -> Result<u64, ProjectionError> {
+    let location = Location::live(target, projection.name())?;
+    run(
+        store,
+        &location,
+        &projection,
+        options,
+        Until::Shutdown(shutdown),
+    )
+    .await
+}
+
+/// Projects the whole log (up to the head at the time of the call) into
+/// fresh storage and swaps it in atomically for the current model, which
+/// keeps serving until then. Returns the new model's checkpoint.
+#[tracing::instrument(skip_all, fields(projection = projection.name()))]
+pub async fn rebuild<S: EventStore + Clone>(
+    store: &S,
+    target: &ReadStore,
+    projection: Arc<dyn Projection>,
+) -> Result<u64, ProjectionError> {
+    let live = Location::live(target, projection.name())?;
+    let fresh = Location::rebuild(target, projection.name())?;
+    {
+        let fresh = fresh.clone();
+        blocking(move || fresh.discard()).await?;
+    }
+    let head = store.head().await?.position;
+    let options = ProjectorOptions::default();
+    let checkpoint = run(store, &fresh, &projection, &options, Until::Position(head)).await?;
+    let started = Instant::now();
+    {
+        let projection = Arc::clone(&projection);
+        blocking(move || swap(&live, &fresh, projection.as_ref())).await?;
+    }
+    tracing::info!(
+        checkpoint,
+        swap_ms = started.elapsed().as_millis() as u64,
+        "rebuilt model swapped in"
+    );
+    Ok(checkpoint)
+}
+
+/// How far `model` is behind the log.
+pub async fn lag<S: EventStore>(
+    store: &S,
+    target: &ReadStore,
+    model: &str,
+) -> Result<Lag, ProjectionError> {
+    let location = Location::live(target, model)?;
+    let stored = blocking(move || location.read_checkpoint()).await?;
+    let head = store.head().await?.position;
+    let (checkpoint, checkpoint_at_us) = stored.unwrap_or((0, None));
+    let positions_behind = head.saturating_sub(checkpoint);
+    let mut seconds_behind = 0.0;
+    if positions_behind > 0 {
+        let head_at = recorded_at(store, head).await?;
+        let from_at = match checkpoint_at_us {
+            Some(us) if checkpoint > 0 => DateTime::<Utc>::from_timestamp_micros(us),
+            _ => recorded_at(store, checkpoint.max(1)).await?,
+        };
+        if let (Some(head_at), Some(from_at)) = (head_at, from_at) {
+            let micros = (head_at - from_at).num_microseconds().unwrap_or(i64::MAX);
+            seconds_behind = micros.max(0) as f64 / 1e6;
+        }
+    }
+    Ok(Lag {
+        checkpoint,
+        head_position: head,
+        positions_behind,
+        seconds_behind,
+    })
+}
+
+/// The rows of `table` in `model` whose columns equal the `filters` (a
+/// `Value::Null` filter matches NULL), every column key first, ordered by
+/// key. An absent model has no rows.
+pub fn query(
+    target: &ReadStore,
+    model: &str,
+    table: &Table,
+    filters: &[(&str, Value)],
+) -> Result<Vec<Vec<Value>>, ProjectionError> {
+    let location = Location::live(target, model)?;
+    let filters: Vec<(&'static str, ColumnType, Value)> = filters
+        .iter()
+        .map(|(name, value)| {
+            let column = table.columns().find(|c| c.name == *name).ok_or_else(|| {
+                ProjectionError::Storage(format!("table {} has no column {name:?}", table.name))
+            })?;
+            Ok((column.name, column.ty, value.clone()))
+        })
+        .collect::<Result<_, ProjectionError>>()?;
+    let table = *table;
+    off_runtime(move || location.query(&table, &filters))
+}
+
+/// The model's checkpoint: the last position applied (0 when none).
+pub fn read_checkpoint(target: &ReadStore, model: &str) -> Result<u64, ProjectionError> {
+    let location = Location::live(target, model)?;
+    off_runtime(move || location.read_checkpoint()).map(|c| c.map_or(0, |(position, _)| position))
+}
+
+async fn recorded_at<S: EventStore>(
+    store: &S,
+    position: u64,
+) -> Result<Option<DateTime<Utc>>, ProjectionError> {
+    let events = store.read_all(position, 1, &ReadFilter::all()).await?;
+    Ok(events
+        .first()
+        .filter(|e| e.position == position)
+        .map(|e| e.recorded_at))
+}
+
+// ---------------------------------------------------------------------------
+// The pipeline
+// ---------------------------------------------------------------------------
+
+enum Until {
+    /// Stop after applying this position.
+    Position(u64),
+    /// Follow the log until this turns true.
+    Shutdown(watch::Receiver<bool>),
+}
+
+/// How one pipeline run ended short of its goal.
+enum PipelineError {
+    Failed(ProjectionError),
+    /// The stored checkpoint is not the one this projector last wrote.
+    Moved {
+        expected: u64,
+        found: u64,
+    },
+}
+
+impl From<ProjectionError> for PipelineError {
+    fn from(e: ProjectionError) -> Self {
+        PipelineError::Failed(e)
+    }
+}
+
+async fn run<S: EventStore + Clone>(
+    store: &S,
+    location: &Location,
+    projection: &Arc<dyn Projection>,
+    options: &ProjectorOptions,
+    mut until: Until,
+) -> Result<u64, ProjectionError> {
+    assert!(options.read_events_max > 0 && options.batch_events_max > 0);
+    let started = Instant::now();
+    let mut resyncs = 0;
+    let mut last_found = None;
+    loop {
+        match pipeline(store, location, projection, options, &mut until).await {
+            Ok((checkpoint, applied)) => {
+                let elapsed = started.elapsed().as_secs_f64();
+                tracing::info!(
+                    checkpoint,
+                    events = applied,
+                    events_per_second = (applied as f64 / elapsed.max(1e-9)) as u64,
+                    "projector stopped"
+                );
+                return Ok(checkpoint);
+            }
+            Err(PipelineError::Failed(e)) => return Err(e),
+            Err(PipelineError::Moved { expected, found }) => {
+                // Another writer advancing the model is progress: only a
+                // checkpoint that moves without advancing counts.
+                resyncs = if last_found.is_none_or(|last| found > last) {
+                    1
+                } else {
+                    resyncs + 1
+                };
+                last_found = Some(found);
+                tracing::warn!(
+                    expected,
+                    found,
+                    resyncs,
+                    "checkpoint moved by another writer; resynchronising"
+                );
+                if resyncs > PROJECTOR_RESYNCS_MAX {
+                    return Err(ProjectionError::Storage(format!(
+                        "read model {}: checkpoint keeps moving under the projector \
+                         (expected {expected}, found {found}): is another projector running?",
+                        projection.name()
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// One run of reader + writer from the stored checkpoint. Returns the final
+/// checkpoint and the number of events applied.
+async fn pipeline<S: EventStore + Clone>(
+    store: &S,
+    location: &Location,
+    projection: &Arc<dyn Projection>,
+    options: &ProjectorOptions,
+    until: &mut Until,
+) -> Result<(u64, u64), PipelineError> {
+    let (reads_tx, reads_rx) = mpsc::channel::<Vec<RecordedEvent>>(PROJECTOR_CHANNEL_READS_MAX);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    let writer = Writer {
+        location: location.clone(),
+        projection: Arc::clone(projection),
+        options: options.clone(),
+    };
+    std::thread::Builder::new()
+        .name(format!("pathway-projector-{}", projection.name()))
+        .spawn(move || writer.run(reads_rx, ready_tx, done_tx))
+        .map_err(|e| ProjectionError::Storage(format!("spawn projector thread: {e}")))?;
+
+    let Ok(opened) = ready_rx.await else {
+        return Err(writer_gone().into());
+    };
+    let checkpoint = opened?;
+    let mut next = checkpoint + 1;
+    let head = store.head().await.map_err(ProjectionError::from)?.position;
+    if checkpoint > head {
+        return Err(ProjectionError::Storage(format!(
+            "read model {} is at position {checkpoint} but the log ends at {head}: \
+             it was built from another log; rebuild it",
+            projection.name()
+        ))
+        .into());
+    }
+    tracing::info!(checkpoint, head, "projector started");
+
+    let read_result = read_log(store, options, until, &mut next, &reads_tx).await;
+    drop(reads_tx);
+    let written = done_rx.await.unwrap_or_else(|_| Err(writer_gone().into()));
+    // A writer failure explains a failed send better than the send does.
+    let written = written?;
+    read_result?;
+    Ok(written)
+}
+
+/// Reads the log from `next` and sends each read to the writer, until the
+/// goal of `until` is reached or the writer hangs up.
+async fn read_log<S: EventStore + Clone>(
+    store: &S,
+    options: &ProjectorOptions,
+    until: &mut Until,
+    next: &mut u64,
+    reads: &mpsc::Sender<Vec<RecordedEvent>>,
+) -> Result<(), PipelineError> {
+    let mut head_changes = store.head_changes();
+    let poll_interval = Duration::from_millis(SUBSCRIPTION_POLL_INTERVAL_MS);
+    loop {
+        let max = match until {
+            Until::Position(target) if *next > *target => return Ok(()),
+            Until::Position(target) => options.read_events_max.min((*target - *next + 1) as usize),
+            Until::Shutdown(shutdown) if *shutdown.borrow() => return Ok(()),
+            Until::Shutdown(_) => options.read_events_max,
+        };
+        head_changes.borrow_and_update();
+        let events = store
+            .read_all(*next, max, &ReadFilter::all())
+            .await
+            .map_err(ProjectionError::from)?;
+        if let Some(last) = events.last() {
+            for (offset, event) in (0u64..).zip(&events) {
+                if event.position != *next + offset {
+                    return Err(ProjectionError::Storage(format!(
+                        "log read from position {next} returned position {} where {} was next",
+                        event.position,
+                        *next + offset
+                    ))
+                    .into());
+                }
+            }
+            *next = last.position + 1;
+            if reads.send(events).await.is_err() {
+                return Err(writer_gone().into());
+            }
+            continue;
+        }
+        match until {
+            Until::Position(target) => {
+                return Err(ProjectionError::Storage(format!(
+                    "log ends before position {next} although its head was {target}"
+                ))
+                .into());
+            }
+            Until::Shutdown(shutdown) => {
+                tokio::select! {
+                    changed = shutdown.changed() => {
+                        if changed.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    woken = tokio::time::timeout(poll_interval, head_changes.changed()) => {
+                        if woken.is_err() {
+                            // Idle: have the writer check that nobody (a
+                            // rebuild swap) moved the checkpoint, so the model
+                            // does not sit at a stale position until the next
+                            // event. Skipped when the channel is busy anyway.
+                            let _ = reads.try_send(Vec::new());
+                        }
+                    }
+                    // The writer stopped (failed, or found its checkpoint
+                    // moved): its result says why.
+                    () = reads.closed() => return Err(writer_gone().into()),
+                }
+            }
+        }
+    }
+}
+
+fn writer_gone() -> ProjectionError {
+    ProjectionError::Storage("projector writer thread stopped unexpectedly".into())
+}
+
+/// The writer thread: owns the read-model connection.
+struct Writer {
+    location: Location,
+    projection: Arc<dyn Projection>,
+    options: ProjectorOptions,
+}
+
+impl Writer {
+    fn run(
+        self,
+        mut reads: mpsc::Receiver<Vec<RecordedEvent>>,
+        ready: oneshot::Sender<Result<u64, ProjectionError>>,
+        done: oneshot::Sender<Result<(u64, u64), PipelineError>>,
+    ) {
+        let span = tracing::info_span!("projector_writer", projection = self.projection.name());
+        let _entered = span.enter();
+        let mut conn = match self.location.open_for_writing(self.projection.as_ref()) {
+            Ok(conn) => conn,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let mut checkpoint = match conn.stored_checkpoint() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        if ready.send(Ok(checkpoint)).is_err() {
+            return;
+        }
+        let mut applied = 0u64;
+        let mut carry: Option<Vec<RecordedEvent>> = None;
+        let result = loop {
+            let first = match carry.take() {
+                Some(read) => read,
+                None => match reads.blocking_recv() {
+                    Some(read) => read,
+                    None => break Ok((checkpoint, applied)),
+                },
+            };
+            if first.is_empty() {
+                // An idle probe from the reader.
+                match conn.stored_checkpoint() {
+                    Ok(found) if found == checkpoint => continue,
+                    Ok(found) => {
+                        break Err(PipelineError::Moved {
+                            expected: checkpoint,
+                            found,
+                        });
+                    }
+                    Err(e) => break Err(e.into()),
+                }
+            }
+            match self.batch(&mut conn, checkpoint, first, &mut reads, &mut carry) {
+                Ok((last, events)) => {
+                    checkpoint = last;
+                    applied += events;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = done.send(result);
+    }
+
+    /// One transaction: `first` and any reads already waiting, within the
+    /// batch limits. Returns the new checkpoint and the events applied.
+    fn batch(
+        &self,
+        conn: &mut Conn,
+        expected: u64,
+        first: Vec<RecordedEvent>,
+        reads: &mut mpsc::Receiver<Vec<RecordedEvent>>,
+        carry: &mut Option<Vec<RecordedEvent>>,
+    ) -> Result<(u64, u64), PipelineError> {
+        let started = Instant::now();
+        let time_max = Duration::from_millis(self.options.batch_time_max_ms);
+        let batch_first = first.first().map_or(expected + 1, |e| e.position);
+        let projection = self.projection.as_ref();
+        let options = &self.options;
+        let mut last: Option<(u64, DateTime<Utc>)> = None;
+        let mut events = 0u64;
+        let mut visible = 0u64;
+        conn.transaction(projection, expected, |tx| {
+            let mut read = Some(first);
+            while let Some(batch) = read.take() {
+                for record in &batch {
+                    let position = record.position;
+                    assert_eq!(
+                        position,
+                        last.map_or(expected + 1, |(p, _)| p + 1),
+                        "projector batch out of order"
+                    );
+                    if apply_one(projection, record, tx)? {
+                        visible += 1;
+                    }
+                    last = Some((position, record.recorded_at));
+                    events += 1;
+                }
+                if events as usize >= options.batch_events_max || started.elapsed() >= time_max {
+                    break;
+                }
+                if let Ok(more) = reads.try_recv() {
+                    if events as usize + more.len() <= options.batch_events_max {
+                        read = Some(more);
+                    } else {
+                        *carry = Some(more);
+                    }
+                }
+            }
+            let (last_position, last_at) = last.expect("a batch has at least one event");
+            if let Some(hook) = &options.before_checkpoint {
+                hook(batch_first, last_position)?;
+            }
+            Ok((last_position, last_at))
+        })?;
+        let (last_position, _) = last.expect("a batch has at least one event");
+        tracing::debug!(
+            first = batch_first,
+            last = last_position,
+            events,
+            visible,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batch committed"
+        );
+        Ok((last_position, events))
+    }
+}
+
+/// Gives one event to the projection; `true` when it was visible to it.
+fn apply_one(
+    projection: &dyn Projection,
+    record: &RecordedEvent,
+    tx: &mut dyn Tx,
+) -> Result<bool, ProjectionError> {
+    let decode_error = |e: pathway_engine::EngineError| ProjectionError::Decode {
+        position: record.position,
+        detail: e.to_string(),
+    };
+    let event = pathway_engine::decode(record).map_err(decode_error)?;
+    let Some(view) = projection.view(&event) else {
+        return Ok(false);
+    };
+    let envelope = pathway_engine::decode_envelope(record).map_err(decode_error)?;
+    let projected = ProjectedEvent {
+        position: record.position,
+        recorded_at: record.recorded_at,
+        stream_id: record.stream_id.clone(),
+        actor_department: pb::Department::try_from(envelope.actor_department)
+            .unwrap_or(pb::Department::Unspecified),
+        view,
+    };
+    projection.apply(&projected, tx)?;
+    Ok(true)
+}
+
+/// Runs blocking read-model work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
+) -> Result<T, ProjectionError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ProjectionError::Storage(format!("read model task failed: {e}")))?
+}
+
+/// Runs `f` here, or on a scoped thread when called from inside a tokio
+/// runtime (the synchronous `postgres` client must not run on one).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Locations and connections
+// ---------------------------------------------------------------------------
+
+/// A model's storage: a SQLite file or a PostgreSQL schema.
+#[derive(Debug, Clone)]
+enum Location {
+    Sqlite { path: PathBuf },
+    Postgres { url: String, schema: String },
+}
+
+fn check_model_name(model: &str) -> Result<(), ProjectionError> {
+    let valid = !model.is_empty()
+        && model.len() <= MODEL_NAME_BYTES_MAX
+        && model.starts_with(|c: char| c.is_ascii_lowercase())
+        && model
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ProjectionError::UnknownModel(model.to_owned()))
+    }
+}
+
+impl Location {
+    fn live(target: &ReadStore, model: &str) -> Result<Location, ProjectionError> {
+        check_model_name(model)?;
+        Ok(match target {
+            ReadStore::Sqlite { dir } => Location::Sqlite {
+                path: dir.join(format!("{model}.db")),
+            },
+            ReadStore::Postgres { url } => Location::Postgres {
+                url: url.clone(),
+                schema: model.to_owned(),
+            },
+        })
+    }
+
+    fn rebuild(target: &ReadStore, model: &str) -> Result<Location, ProjectionError> {
+        check_model_name(model)?;
+        Ok(match target {
+            ReadStore::Sqlite { dir } => Location::Sqlite {
+                path: dir.join(format!("{model}.rebuild.db")),
+            },
+            ReadStore::Postgres { url } => Location::Postgres {
+                url: url.clone(),
+                schema: format!("{model}_rebuild"),
+            },
+        })
+    }
+
+    /// Opens the model for a projector, creating its storage and tables.
+    fn open_for_writing(&self, projection: &dyn Projection) -> Result<Conn, ProjectionError> {
+        check_tables(projection)?;
+        match self {
+            Location::Sqlite { path } => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        ProjectionError::Storage(format!("create {}: {e}", dir.display()))
+                    })?;
+                }
+                let conn = sqlite::open(path, false)?.expect("opened read-write");
+                sqlite::create_tables(&conn, "main", projection)?;
+                Ok(Conn::Sqlite(conn))
+            }
+            Location::Postgres { url, schema } => {
+                let mut client = pg::connect(url)?;
+                pg::create_schema(&mut client, schema, projection)?;
+                Ok(Conn::Postgres {
+                    client,
+                    schema: schema.clone(),
+                    statements: HashMap::new(),
+                })
+            }
+        }
+    }
+
+    /// The stored checkpoint and its event's commit time (µs), `None` when
+    /// the model does not exist.
+    fn read_checkpoint(&self) -> Result<Option<(u64, Option<i64>)>, ProjectionError> {
+        match self {
+            Location::Sqlite { path } => match sqlite::open(path, true)? {
+                None => Ok(None),
+                Some(conn) => sqlite::read_checkpoint(&conn),
+            },
+            Location::Postgres { url, schema } => {
+                let mut client = pg::connect(url)?;
+                pg::read_checkpoint(&mut client, schema)
+            }
+        }
+    }
+
+    fn query(
+        &self,
+        table: &Table,
+        filters: &[(&'static str, ColumnType, Value)],
+    ) -> Result<Vec<Vec<Value>>, ProjectionError> {
+        match self {
+            Location::Sqlite { path } => match sqlite::open(path, true)? {
+                None => Ok(Vec::new()),
+                Some(conn) => sqlite::query(&conn, table, filters),
+            },
+            Location::Postgres { url, schema } => {
+                let mut client = pg::connect(url)?;
+                pg::query(&mut client, schema, table, filters)
+            }
+        }
+    }
+
+    /// Removes this storage (a leftover rebuild).
+    fn discard(&self) -> Result<(), ProjectionError> {
+        match self {
+            Location::Sqlite { path } => sqlite::remove_files(path),
+            Location::Postgres { url, schema } => {
+                let mut client = pg::connect(url)?;
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quote(schema)))
+                    .map_err(pg::error)
+            }
+        }
+    }
+}
+
+/// Rejects projections whose tables the runtime cannot store.
+fn check_tables(projection: &dyn Projection) -> Result<(), ProjectionError> {
+    let schema_error = |detail: String| ProjectionError::Schema {
+        projection: projection.name(),
+        detail,
+    };
+    let mut names = HashSet::new();
+    for table in projection.tables() {
+        if table.name == CHECKPOINT_TABLE {
+            return Err(schema_error(format!(
+                "table name {CHECKPOINT_TABLE:?} is reserved"
+            )));
+        }
+        if !names.insert(table.name) {
+            return Err(schema_error(format!(
+                "table {} is defined twice",
+                table.name
+            )));
+        }
+        if table.key.is_empty() {
+            return Err(schema_error(format!(
+                "table {} has no key column",
+                table.name
+            )));
+        }
+        let mut columns = HashSet::new();
+        for column in table.columns() {
+            if !columns.insert(column.name) {
+                return Err(schema_error(format!(
+                    "table {} has column {} twice",
+                    table.name, column.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An open read-model connection of a writer thread (one per thread, so the
+/// size difference of the variants does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Conn {
+    Sqlite(rusqlite::Connection),
+    Postgres {
+        client: postgres::Client,
+        schema: String,
+        statements: HashMap<String, postgres::Statement>,
+    },
+}
+
+impl Conn {
+    fn stored_checkpoint(&mut self) -> Result<u64, ProjectionError> {
+        let stored = match self {
+            Conn::Sqlite(conn) => sqlite::read_checkpoint(conn)?,
+            Conn::Postgres { client, schema, .. } => pg::read_checkpoint(client, schema)?,
+        };
+        Ok(stored.map_or(0, |(position, _)| position))
+    }
+
+    /// Runs `body` in a transaction that first checks the stored checkpoint
+    /// is `expected` and, if `body` succeeds, stores the returned position
+    /// and commit time as the new checkpoint and commits.
+    fn transaction(
+        &mut self,
+        projection: &dyn Projection,
+        expected: u64,
+        body: impl FnOnce(&mut dyn Tx) -> Result<(u64, DateTime<Utc>), ProjectionError>,
+    ) -> Result<(), PipelineError> {
+        let tables: HashSet<&'static str> = projection.tables().iter().map(|t| t.name).collect();
+        match self {
+            Conn::Sqlite(conn) => {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(sqlite::error)?;
+                let found = sqlite::locked_checkpoint(&tx)?;
+                if found != expected {
+                    return Err(PipelineError::Moved { expected, found });
+                }
+                let mut rows = sqlite::SqliteTx {
+                    tx: &tx,
+                    tables: &tables,
+                    projection: projection.name(),
+                };
+                let (position, at) = body(&mut rows)?;
+                sqlite::write_checkpoint(&tx, position, at)?;
+                tx.commit().map_err(sqlite::error)?;
+            }
+            Conn::Postgres {
+                client,
+                schema,
+                statements,
+            } => {
+                let mut tx = client.transaction().map_err(pg::error)?;
+                let found = pg::locked_checkpoint(&mut tx, schema)?;
+                if found != expected {
+                    return Err(PipelineError::Moved { expected, found });
+                }
+                if statements.len() > PG_STATEMENT_CACHE_LEN_MAX {
+                    statements.clear();
+                }
+                let mut rows = pg::PgTx {
+                    tx: &mut tx,
+                    schema,
+                    statements,
+                    tables: &tables,
+                    projection: projection.name(),
+                };
+                let (position, at) = body(&mut rows)?;
+                pg::write_checkpoint(&mut tx, schema, position, at)?;
+                tx.commit().map_err(pg::error)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replaces the live model by the rebuilt one in one transaction.
+fn swap(
+    live: &Location,
+    fresh: &Location,
+    projection: &dyn Projection,
+) -> Result<(), ProjectionError> {
+    match (live, fresh) {
+        (Location::Sqlite { path }, Location::Sqlite { path: fresh_path }) => {
+            sqlite::swap(path, fresh_path, projection)?;
+            sqlite::remove_files(fresh_path)
+        }
+        (
+            Location::Postgres { url, schema },
+            Location::Postgres {
+                schema: fresh_schema,
+                ..
+            },
+        ) => {
+            let mut client = pg::connect(url)?;
+            pg::swap(&mut client, schema, fresh_schema, projection)
+        }
+        _ => unreachable!("live and rebuild locations share a backend"),
+    }
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Checks `value` fits `ty`; `key` columns take no NULL. (Value columns
+/// may be set to NULL, e.g. on erasure; integer ones default to 0 and `add`
+/// counts a NULL as 0.)
+fn check_value(
+    projection: &'static str,
+    table: &Table,
+    column: &str,
+    ty: ColumnType,
+    value: &Value,
+    key: bool,
+) -> Result<(), ProjectionError> {
+    let fits = match (ty, value) {
+        (ColumnType::Text, Value::Text(_))
+        | (ColumnType::Int, Value::Int(_))
+        | (ColumnType::Bool, Value::Bool(_)) => true,
+        (_, Value::Null) => !key,
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(ProjectionError::Schema {
+            projection,
+            detail: format!("{}.{column} ({ty:?}) cannot hold {value:?}", table.name),
+        })
+    }
+}
+
+/// Checks `key` matches the key columns of `table`, which must be one of the
+/// projection's tables.
+fn check_key(
+    projection: &'static str,
+    tables: &HashSet<&'static str>,
+    table: &Table,
+    key: &[Value],
+) -> Result<(), ProjectionError> {
+    if !tables.contains(table.name) {
+        return Err(ProjectionError::Schema {
+            projection,
+            detail: format!("table {} is not one of its tables", table.name),
+        });
+    }
+    if key.len() != table.key.len() {
+        return Err(ProjectionError::Schema {
+            projection,
+            detail: format!(
+                "{} has {} key columns, given {}",
+                table.name,
+                table.key.len(),
+                key.len()
+            ),
+        });
+    }
+    for (column, value) in table.key.iter().zip(key) {
+        check_value(projection, table, column.name, column.ty, value, true)?;
+    }
+    Ok(())
+}
+
+/// The value columns named in `names`, in the given order, each at most once.
+fn value_columns<'a>(
+    projection: &'static str,
+    table: &Table,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<Vec<crate::model::Column>, ProjectionError> {
+    let mut out: Vec<crate::model::Column> = Vec::new();
+    for name in names {
+        let column = table
+            .values
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| ProjectionError::Schema {
+                projection,
+                detail: format!("{} has no value column {name:?}", table.name),
+            })?;
+        if out.iter().any(|c| c.name == name) {
+            return Err(ProjectionError::Schema {
+                projection,
+                detail: format!("{}.{name} written twice in one call", table.name),
+            });
+        }
+        out.push(*column);
+    }
+    Ok(out)
+}
+
+/// SQL text shared by both backends; `param(i)` renders the i-th (1-based)
+/// placeholder and `table_ref` the quoted, possibly schema-qualified, table.
+mod sql {
+    use super::quote;
+    use crate::model::{Column, Table};
+
+    pub(super) fn key_list(table: &Table) -> String {
+        table
+            .key
+            .iter()
+            .map(|c| quote(c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub(super) fn key_match(table: &Table, param: &dyn Fn(usize) -> String) -> String {
+        table
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = {}", quote(c.name), param(i + 1)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// `INSERT … ON CONFLICT (key) DO UPDATE SET …`: with `add`, each column
+    /// becomes `coalesce(cur.col, 0) + excluded.col`, else `excluded.col`.
+    pub(super) fn upsert(
+        table_ref: &str,
+        table: &Table,
+        columns: &[Column],
+        add: bool,
+        param: &dyn Fn(usize) -> String,
+    ) -> String {
+        let names: Vec<String> = table
+            .key
+            .iter()
+            .chain(columns)
+            .map(|c| quote(c.name))
+            .collect();
+        let params: Vec<String> = (1..=names.len()).map(param).collect();
+        let action = if columns.is_empty() {
+            "NOTHING".to_owned()
+        } else {
+            let sets: Vec<String> = columns
+                .iter()
+                .map(|c| {
+                    let name = quote(c.name);
+                    if add {
+                        format!("{name} = coalesce(cur.{name}, 0) + excluded.{name}")
+                    } else {
+                        format!("{name} = excluded.{name}")
+                    }
+                })
+                .collect();
+            format!("UPDATE SET {}", sets.join(", "))
+        };
+        format!(
+            "INSERT INTO {table_ref} AS cur ({}) VALUES ({}) ON CONFLICT ({}) DO {action}",
+            names.join(", "),
+            params.join(", "),
+            key_list(table)
+        )
+    }
+
+    pub(super) fn get(table_ref: &str, table: &Table, param: &dyn Fn(usize) -> String) -> String {
+        let values = if table.values.is_empty() {
+            "1".to_owned()
+        } else {
+            table
+                .values
+                .iter()
+                .map(|c| quote(c.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "SELECT {values} FROM {table_ref} WHERE {}",
+            key_match(table, param)
+        )
+    }
+
+    pub(super) fn delete(
+        table_ref: &str,
+        table: &Table,
+        param: &dyn Fn(usize) -> String,
+    ) -> String {
+        format!("DELETE FROM {table_ref} WHERE {}", key_match(table, param))
+    }
+
+    /// `SELECT` every column with equality filters (`IS NULL` for `None`
+    /// params), ordered by key. Returns the SQL and which filters bind a param.
+    pub(super) fn query(
+        table_ref: &str,
+        table: &Table,
+        filters: &[(&str, bool)],
+        param: &dyn Fn(usize) -> String,
+    ) -> String {
+        let columns: Vec<String> = table.columns().map(|c| quote(c.name)).collect();
+        let mut conditions = Vec::new();
+        let mut n = 0;
+        for (name, is_null) in filters {
+            if *is_null {
+                conditions.push(format!("{} IS NULL", quote(name)));
+            } else {
+                n += 1;
+                conditions.push(format!("{} = {}", quote(name), param(n)));
+            }
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        format!(
+            "SELECT {} FROM {table_ref}{filter} ORDER BY {}",
+            columns.join(", "),
+            key_list(table)
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SQLite
+// ---------------------------------------------------------------------------
+
+mod sqlite {
+    use std::collections::HashSet;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use chrono::{DateTime, Utc};
+    use rusqlite::types::Value as SqlValue;
+    use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
+
+    use super::{
+        CHECKPOINT_TABLE, SQLITE_BUSY_TIMEOUT_MS, SQLITE_STATEMENT_CACHE_LEN_MAX, check_key,
+        check_value, quote, sql, value_columns,
+    };
+    use crate::model::{ColumnType, Projection, ProjectionError, Table, Tx, Value};
+
+    pub(super) fn error(e: rusqlite::Error) -> ProjectionError {
+        ProjectionError::Storage(format!("sqlite: {e}"))
+    }
+
+    fn param(i: usize) -> String {
+        format!("?{i}")
+    }
+
+    /// Opens a model file; `read_only` opens an existing one only (`None`
+    /// when absent).
+    pub(super) fn open(
+        path: &Path,
+        read_only: bool,
+    ) -> Result<Option<Connection>, ProjectionError> {
+        let with_path = |e: rusqlite::Error| {
+            ProjectionError::Storage(format!("sqlite {}: {e}", path.display()))
+        };
+        let conn = if read_only {
+            if !path.exists() {
+                return Ok(None);
+            }
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(with_path)?
+        } else {
+            let conn = Connection::open(path).map_err(with_path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(with_path)?;
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(with_path)?;
+            conn
+        };
+        conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
+            .map_err(with_path)?;
+        conn.set_prepared_statement_cache_capacity(SQLITE_STATEMENT_CACHE_LEN_MAX);
+        Ok(Some(conn))
+    }
+
+    fn column_type(ty: ColumnType, key: bool) -> &'static str {
+        match (ty, key) {
+            (ColumnType::Text, true) => "TEXT NOT NULL",
+            (ColumnType::Int, true) => "INTEGER NOT NULL",
+            (ColumnType::Bool, true) => "BOOLEAN NOT NULL",
+            (ColumnType::Text, false) => "TEXT",
+            (ColumnType::Int, false) => "INTEGER DEFAULT 0",
+            (ColumnType::Bool, false) => "BOOLEAN",
+        }
+    }
+
+    pub(super) fn table_ddl(db: &str, table: &Table) -> String {
+        let mut columns: Vec<String> = Vec::new();
+        for c in table.key {
+            columns.push(format!("{} {}", quote(c.name), column_type(c.ty, true)));
+        }
+        for c in table.values {
+            columns.push(format!("{} {}", quote(c.name), column_type(c.ty, false)));
+        }
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}.{} ({}, PRIMARY KEY ({}))",
+            quote(db),
+            quote(table.name),
+            columns.join(", "),
+            sql::key_list(table)
+        )
+    }
+
+    fn checkpoint_ddl(db: &str) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}.{} (id INTEGER PRIMARY KEY CHECK (id = 1), \
+             position INTEGER NOT NULL, recorded_at_us INTEGER)",
+            quote(db),
+            quote(CHECKPOINT_TABLE)
+        )
+    }
+
+    pub(super) fn create_tables(
+        conn: &Connection,
+        db: &str,
+        projection: &dyn Projection,
+    ) -> Result<(), ProjectionError> {
+        let mut ddl = String::from("BEGIN IMMEDIATE;\n");
+        for table in projection.tables() {
+            ddl.push_str(&table_ddl(db, table));
+            ddl.push_str(";\n");
+        }
+        ddl.push_str(&checkpoint_ddl(db));
+        ddl.push_str(";\nCOMMIT;");
+        conn.execute_batch(&ddl).map_err(error)
+    }
+
+    pub(super) fn read_checkpoint(
+        conn: &Connection,
+    ) -> Result<Option<(u64, Option<i64>)>, ProjectionError> {
+        let exists: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                [CHECKPOINT_TABLE],
+                |r| r.get(0),
+            )
+            .map_err(error)?;
+        if !exists {
+            return Ok(None);
+        }
+        let row: Option<(i64, Option<i64>)> = conn
+            .query_row(
+                &format!(
+                    "SELECT position, recorded_at_us FROM {} WHERE id = 1",
+                    quote(CHECKPOINT_TABLE)
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(error)?;
+        Ok(Some(row.map_or((0, None), |(p, at)| (p as u64, at))))
+    }
+
+    /// The checkpoint inside a write transaction (the write lock is held).
+    pub(super) fn locked_checkpoint(conn: &Connection) -> Result<u64, ProjectionError> {
+        Ok(read_checkpoint(conn)?.map_or(0, |(p, _)| p))
+    }
+
+    pub(super) fn write_checkpoint(
+        conn: &Connection,
+        position: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), ProjectionError> {
+        let sql = format!(
+            "INSERT INTO {} (id, position, recorded_at_us) VALUES (1, ?1, ?2) \
+             ON CONFLICT (id) DO UPDATE SET position = excluded.position, recorded_at_us = excluded.recorded_at_us",
+            quote(CHECKPOINT_TABLE)
+        );
+        conn.prepare_cached(&sql)
+            .and_then(|mut s| s.execute((position as i64, at.timestamp_micros())))
+            .map_err(error)?;
+        Ok(())
+    }
+
+    fn to_sql(value: &Value) -> SqlValue {
+        match value {
+            Value::Null => SqlValue::Null,
+            Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+            Value::Int(i) => SqlValue::Integer(*i),
+            Value::Text(s) => SqlValue::Text(s.clone()),
+        }
+    }
+
+    fn read_value(row: &rusqlite::Row<'_>, i: usize, ty: ColumnType) -> rusqlite::Result<Value> {
+        Ok(match ty {
+            ColumnType::Text => row
+                .get::<_, Option<String>>(i)?
+                .map_or(Value::Null, Value::Text),
+            ColumnType::Int => row
+                .get::<_, Option<i64>>(i)?
+                .map_or(Value::Null, Value::Int),
+            ColumnType::Bool => row
+                .get::<_, Option<bool>>(i)?
+                .map_or(Value::Null, Value::Bool),
+        })
+    }
+
+    /// [`Tx`] over an open SQLite transaction.
+    pub(super) struct SqliteTx<'a> {
+        pub(super) tx: &'a Connection,
+        pub(super) tables: &'a HashSet<&'static str>,
+        pub(super) projection: &'static str,
+    }
+
+    impl SqliteTx<'_> {
+        fn execute(&self, sql: &str, params: Vec<SqlValue>) -> Result<(), ProjectionError> {
+            self.tx
+                .prepare_cached(sql)
+                .and_then(|mut s| s.execute(params_from_iter(params)))
+                .map_err(error)?;
+            Ok(())
+        }
+    }
+
+    impl Tx for SqliteTx<'_> {
+        fn get(
+            &mut self,
+            table: &Table,
+            key: &[Value],
+        ) -> Result<Option<Vec<Value>>, ProjectionError> {
+            check_key(self.projection, self.tables, table, key)?;
+            let sql = sql::get(&quote(table.name), table, &param);
+            let mut statement = self.tx.prepare_cached(&sql).map_err(error)?;
+            statement
+                .query_row(params_from_iter(key.iter().map(to_sql)), |row| {
+                    table
+                        .values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| read_value(row, i, c.ty))
+                        .collect::<rusqlite::Result<Vec<Value>>>()
+                })
+                .optional()
+                .map_err(error)
+        }
+
+        fn upsert(
+            &mut self,
+            table: &Table,
+            key: &[Value],
+            values: &[(&str, Value)],
+        ) -> Result<(), ProjectionError> {
+            check_key(self.projection, self.tables, table, key)?;
+            let columns = value_columns(self.projection, table, values.iter().map(|(n, _)| *n))?;
+            for (column, (_, value)) in columns.iter().zip(values) {
+                check_value(self.projection, table, column.name, column.ty, value, false)?;
+            }
+            let sql = sql::upsert(&quote(table.name), table, &columns, false, &param);
+            let params = key
+                .iter()
+                .chain(values.iter().map(|(_, v)| v))
+                .map(to_sql)
+                .collect();
+            self.execute(&sql, params)
+        }
+
+        fn add(
+            &mut self,
+            table: &Table,
+            key: &[Value],
+            deltas: &[(&str, i64)],
+        ) -> Result<(), ProjectionError> {
+            check_key(self.projection, self.tables, table, key)?;
+            let columns = value_columns(self.projection, table, deltas.iter().map(|(n, _)| *n))?;
+            for column in &columns {
+                check_value(
+                    self.projection,
+                    table,
+                    column.name,
+                    column.ty,
+                    &Value::Int(0),
+                    false,
+                )?;
+            }
+            let sql = sql::upsert(&quote(table.name), table, &columns, true, &param);
+            let params = key
+                .iter()
+                .map(to_sql)
+                .chain(deltas.iter().map(|(_, d)| SqlValue::Integer(*d)))
+                .collect();
+            self.execute(&sql, params)
+        }
+
+        fn delete(&mut self, table: &Table, key: &[Value]) -> Result<(), ProjectionError> {
+            check_key(self.projection, self.tables, table, key)?;
+            let sql = sql::delete(&quote(table.name), table, &param);
+            self.execute(&sql, key.iter().map(to_sql).collect())
+        }
+    }
+
+    pub(super) fn query(
+        conn: &Connection,
+        table: &Table,
+        filters: &[(&'static str, ColumnType, Value)],
+    ) -> Result<Vec<Vec<Value>>, ProjectionError> {
+        let exists: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                [table.name],
+                |r| r.get(0),
+            )
+            .map_err(error)?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let shape: Vec<(&str, bool)> = filters
+            .iter()
+            .map(|(n, _, v)| (*n, *v == Value::Null))
+            .collect();
+        let sql = sql::query(&quote(table.name), table, &shape, &param);
+        let params: Vec<SqlValue> = filters
+            .iter()
+            .filter(|(_, _, v)| *v != Value::Null)
+            .map(|(_, _, v)| to_sql(v))
+            .collect();
+        let types: Vec<ColumnType> = table.columns().map(|c| c.ty).collect();
+        let mut statement = conn.prepare(&sql).map_err(error)?;
+        let rows = statement
+            .query_map(params_from_iter(params), |row| {
+                types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ty)| read_value(row, i, *ty))
+                    .collect()
+            })
+            .map_err(error)?;
+        rows.collect::<rusqlite::Result<Vec<Vec<Value>>>>()
+            .map_err(error)
+    }
+
+    /// Replaces the tables of `live` by those of `fresh` in one transaction.
+    pub(super) fn swap(
+        live: &Path,
+        fresh: &Path,
+        projection: &dyn Projection,
+    ) -> Result<(), ProjectionError> {
+        let mut conn = open(live, false)?.expect("opened read-write");
+        conn.execute("ATTACH DATABASE ?1 AS rebuild", [fresh.to_string_lossy()])
+            .map_err(error)?;
+        let result = (|| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(error)?;
+            let old: Vec<String> = {
+                let mut s = tx
+                    .prepare("SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+                    .map_err(error)?;
+                s.query_map([], |r| r.get(0))
+                    .map_err(error)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(error)?
+            };
+            let mut batch = String::new();
+            for name in &old {
+                batch.push_str(&format!("DROP TABLE main.{};\n", quote(name)));
+            }
+            for table in projection.tables() {
+                batch.push_str(&table_ddl("main", table));
+                batch.push_str(";\n");
+                let columns: Vec<String> = table.columns().map(|c| quote(c.name)).collect();
+                let columns = columns.join(", ");
+                batch.push_str(&format!(
+                    "INSERT INTO main.{t} ({columns}) SELECT {columns} FROM rebuild.{t};\n",
+                    t = quote(table.name)
+                ));
+            }
+            batch.push_str(&checkpoint_ddl("main"));
+            batch.push_str(";\n");
+            batch.push_str(&format!(
+                "INSERT INTO main.{t} (id, position, recorded_at_us) \
+                 SELECT id, position, recorded_at_us FROM rebuild.{t};\n",
+                t = quote(CHECKPOINT_TABLE)
+            ));
+            tx.execute_batch(&batch).map_err(error)?;
+            tx.commit().map_err(error)
+        })();
+        let detached = conn.execute("DETACH DATABASE rebuild", []).map_err(error);
+        result?;
+        detached?;
+        Ok(())
+    }
+
+    /// Deletes a model file and its side files.
+    pub(super) fn remove_files(path: &Path) -> Result<(), ProjectionError> {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = PathBuf::from(name);
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ProjectionError::Storage(format!(
+                        "remove {}: {e}",
+                        file.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL
+// ---------------------------------------------------------------------------
+
+mod pg {
+    use std::collections::{HashMap, HashSet};
+    use std::time::Duration;
+
+    use chrono::{DateTime, Utc};
+    use postgres::types::ToSql;
+    use postgres::{Client, NoTls, Statement, Transaction};
+
+    use super::{
+        CHECKPOINT_TABLE, PG_CONNECT_TIMEOUT_MS, PG_RETIRED_DROP_LOCK_TIMEOUT_MS,
+        PG_SWAP_LOCK_TIMEOUT_MS, check_key, check_value, quote, sql, value_columns,
+    };
+    use crate::model::{ColumnType, Projection, ProjectionError, Table, Tx, Value};
+
+    pub(super) fn error(e: postgres::Error) -> ProjectionError {
+        ProjectionError::Storage(format!("postgres: {e}"))
+    }
+
+    fn param(i: usize) -> String {
+        format!("${i}")
+    }
+
+    pub(super) fn connect(url: &str) -> Result<Client, ProjectionError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| ProjectionError::Storage(format!("read model database url: {e}")))?;
+        config.connect_timeout(Duration::from_millis(PG_CONNECT_TIMEOUT_MS));
+        if config.get_application_name().is_none() {
+            config.application_name("pathway-projector");
+        }
+        config.connect(NoTls).map_err(error)
+    }
+
+    fn table_ref(schema: &str, table: &str) -> String {
+        format!("{}.{}", quote(schema), quote(table))
+    }
+
+    fn column_type(ty: ColumnType, key: bool) -> &'static str {
+        match (ty, key) {
+            (ColumnType::Text, true) => "TEXT COLLATE \"C\" NOT NULL",
+            (ColumnType::Int, true) => "BIGINT NOT NULL",
+            (ColumnType::Bool, true) => "BOOLEAN NOT NULL",
+            (ColumnType::Text, false) => "TEXT COLLATE \"C\"",
+            (ColumnType::Int, false) => "BIGINT DEFAULT 0",
+            (ColumnType::Bool, false) => "BOOLEAN",
+        }
+    }
+
+    fn table_ddl(schema: &str, table: &Table) -> String {
+        let mut columns: Vec<String> = Vec::new();
+        for c in table.key {
+            columns.push(format!("{} {}", quote(c.name), column_type(c.ty, true)));
+        }
+        for c in table.values {
+            columns.push(format!("{} {}", quote(c.name), column_type(c.ty, false)));
+        }
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            table_ref(schema, table.name),
+            columns.join(", "),
+            sql::key_list(table)
+        )
+    }
+
+    /// Creates the model's schema, tables and checkpoint row. Serialised per
+    /// schema by an advisory lock (`CREATE SCHEMA IF NOT EXISTS` races).
+    pub(super) fn create_schema(
+        client: &mut Client,
+        schema: &str,
+        projection: &dyn Projection,
+    ) -> Result<(), ProjectionError> {
+        let mut tx = client.transaction().map_err(error)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('pathway-projector:' || $1))",
+            &[&schema],
+        )
+        .map_err(error)?;
+        let mut ddl = format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote(schema));
+        for table in projection.tables() {
+            ddl.push_str(&table_ddl(schema, table));
+            ddl.push_str(";\n");
+        }
+        ddl.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (id SMALLINT PRIMARY KEY CHECK (id = 1), \
+             position BIGINT NOT NULL, recorded_at_us BIGINT);\n\
+             INSERT INTO {} (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;",
+            table_ref(schema, CHECKPOINT_TABLE),
+            table_ref(schema, CHECKPOINT_TABLE),
+        ));
+        tx.batch_execute(&ddl).map_err(error)?;
+        tx.commit().map_err(error)
+    }
+
+    pub(super) fn read_checkpoint(
+        client: &mut Client,
+        schema: &str,
+    ) -> Result<Option<(u64, Option<i64>)>, ProjectionError> {
+        let exists = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&table_ref(schema, CHECKPOINT_TABLE)],
+            )
+            .map_err(error)?
+            .get::<_, bool>(0);
+        if !exists {
+            return Ok(None);
+        }
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT position, recorded_at_us FROM {} WHERE id = 1",
+                    table_ref(schema, CHECKPOINT_TABLE)
+                ),
+                &[],
+            )
+            .map_err(error)?;
+        Ok(Some(row.map_or((0, None), |r| {
+            (r.get::<_, i64>(0) as u64, r.get(1))
+        })))
+    }
+
+    /// The checkpoint, row-locked until the transaction ends.
+    pub(super) fn locked_checkpoint(
+        tx: &mut Transaction<'_>,
+        schema: &str,
+    ) -> Result<u64, ProjectionError> {
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT position FROM {} WHERE id = 1 FOR UPDATE",
+                    table_ref(schema, CHECKPOINT_TABLE)
+                ),
+                &[],
+            )
+            .map_err(error)?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
+    pub(super) fn write_checkpoint(
+        tx: &mut Transaction<'_>,
+        schema: &str,
+        position: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), ProjectionError> {
+        let updated = tx
+            .execute(
+                &format!(
+                    "UPDATE {} SET position = $1, recorded_at_us = $2 WHERE id = 1",
+                    table_ref(schema, CHECKPOINT_TABLE)
+                ),
+                &[&(position as i64), &at.timestamp_micros()],
+            )
+            .map_err(error)?;
+        if updated != 1 {
+            return Err(ProjectionError::Storage(format!(
+                "checkpoint row of {schema} is missing"
+            )));
+        }
+        Ok(())
+    }
+
+    fn to_sql(ty: ColumnType, value: &Value) -> Box<dyn ToSql + Sync> {
+        match (ty, value) {
+            (_, Value::Text(s)) => Box::new(s.clone()),
+            (_, Value::Int(i)) => Box::new(*i),
+            (_, Value::Bool(b)) => Box::new(*b),
+            (ColumnType::Text, Value::Null) => Box::new(None::<String>),
+            (ColumnType::Int, Value::Null) => Box::new(None::<i64>),
+            (ColumnType::Bool, Value::Null) => Box::new(None::<bool>),
+        }
+    }
+
+    fn read_value(row: &postgres::Row, i: usize, ty: ColumnType) -> Value {
+        match ty {
+            ColumnType::Text => row
+                .get::<_, Option<String>>(i)
+                .map_or(Value::Null, Value::Text),
+            ColumnType::Int => row.get::<_, Option<i64>>(i).map_or(Value::Null, Value::Int),
+            ColumnType::Bool => row
+                .get::<_, Option<bool>>(i)
+                .map_or(Value::Null, Value::Bool),
+        }
+    }
+
+    fn refs(params: &[Box<dyn ToSql + Sync>]) -> Vec<&(dyn ToSql + Sync)> {
+        params.iter().map(|p| p.as_ref()).collect()
+    }
+
+    /// [`Tx`] over an open PostgreSQL transaction, with statements prepared
+    /// once per connection.
+    pub(super) struct PgTx<'a, 'c> {
+        pub(super) tx: &'a mut Transaction<'c>,
+        pub(super) schema: &'a str,
+        pub(super) statements: &'a mut HashMap<String, Statement>,
+        pub(super) tables: &'a HashSet<&'static str>,
+        pub(super) projection: &'static str,
+    }
+
+    impl PgTx<'_, '_> {
+        fn statement(&mut self, sql: String) -> Result<Statement, ProjectionError> {
+            if let Some(statement) = self.statements.get(&sql) {
+                return Ok(statement.clone());
+            }
+            let statement = self.tx.prepare(&sql).map_err(error)?;
+            self.statements.insert(sql, statement.clone());
+            Ok(statement)
+        }
+
+        fn key_params(table: &Table, key: &[Value]) -> Vec<Box<dyn ToSql + Sync>> {
+            table
+                .key
+                .iter()
+                .zip(key)
+                .map(|(c, v)| to_sql(c.ty, v))
+                .collect()
+        }
+    }
+
+    impl Tx for PgTx<'_, '_> {
+        fn get(
+            &mut self,
+            table: &Table,
+            key: &[Value],
+        ) -> Result<Option<Vec<Value>>, ProjectionError> {
+            check_key(self.projection, self.tables, table, key)?;
+            let statement =
+                self.statement(sql::get(&table_ref(self.schema, table.name), table, &param))?;
+            let params = Self::key_params(table, key);
+            let row = self
+                .tx
+                .query_opt(&statement, &refs(&params))
+                .map_err(error)?;
+            Ok(row.map(|row| {
+                table
+                    .values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| read_value(&row, i, c.ty))
+                    .collect()
+            }))
+        }
+
+        fn upsert(
+            &mut self,
+            table: &Table,
+            key: &[Value],
+            values: &[(&str, Value)],
+        ) -> Result<(), ProjectionError> {
+            check_key(self.projection, self.tables, table, key)?;
+            let columns = value_columns(self.projection, table, values.iter().map(|(n, _)| *n))?;
+            for (column, (_, value)) in columns.iter().zip(values) {
+                check_value(self.projection, table, column.name, column.ty, value, false)?;
+            }
+            let statement = self.statement(sql::upsert(
+                &table_ref(self.schema, table.name),
+                table,
+                &columns,
+                false,
+                &param,
+            ))?;
+            let mut params = Self::key_params(table, key);
+            params.extend(
+                columns
+                    .iter()
+                    .zip(values)
+                    .map(|(c, (_, v))| to_sql(c.ty, v)),
+            );
+            self.tx.execute(&statement, &refs(&params)).map_err(error)?;
+            Ok(())
+        }
+
+        fn add(
+            &mut self,
+            table: &Table,
+            key: &[Value],
+            deltas: &[(&str, i64)],
+        ) -> Result<(), ProjectionError> {
+            check_key(self.projection, self.tables, table, key)?;
+            let columns = value_columns(self.projection, table, deltas.iter().map(|(n, _)| *n))?;
+            for column in &columns {
+                check_value(
+                    self.projection,
+                    table,
+                    column.name,
+                    column.ty,
+                    &Value::Int(0),
+                    false,
+                )?;
+            }
+            let statement = self.statement(sql::upsert(
+                &table_ref(self.schema, table.name),
+                table,
+                &columns,
+                true,
+                &param,
+            ))?;
+            let mut params = Self::key_params(table, key);
+            params.extend(
+                deltas
+                    .iter()
+                    .map(|(_, d)| Box::new(*d) as Box<dyn ToSql + Sync>),
+            );
+            self.tx.execute(&statement, &refs(&params)).map_err(error)?;
+            Ok(())
+        }
+
+        fn delete(&mut self, table: &Table, key: &[Value]) -> Result<(), ProjectionError> {
+            check_key(self.projection, self.tables, table, key)?;
+            let statement = self.statement(sql::delete(
+                &table_ref(self.schema, table.name),
+                table,
+                &param,
+            ))?;
+            let params = Self::key_params(table, key);
+            self.tx.execute(&statement, &refs(&params)).map_err(error)?;
+            Ok(())
+        }
+    }
+
+    pub(super) fn query(
+        client: &mut Client,
+        schema: &str,
+        table: &Table,
+        filters: &[(&'static str, ColumnType, Value)],
+    ) -> Result<Vec<Vec<Value>>, ProjectionError> {
+        let reference = table_ref(schema, table.name);
+        let exists = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&reference])
+            .map_err(error)?
+            .get::<_, bool>(0);
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let shape: Vec<(&str, bool)> = filters
+            .iter()
+            .map(|(n, _, v)| (*n, *v == Value::Null))
+            .collect();
+        let sql = sql::query(&reference, table, &shape, &param);
+        let params: Vec<Box<dyn ToSql + Sync>> = filters
+            .iter()
+            .filter(|(_, _, v)| *v != Value::Null)
+            .map(|(_, ty, v)| to_sql(*ty, v))
+            .collect();
+        let rows = client.query(&sql, &refs(&params)).map_err(error)?;
+        let types: Vec<ColumnType> = table.columns().map(|c| c.ty).collect();
+        Ok(rows
+            .iter()
+            .map(|row| {
+                types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ty)| read_value(row, i, *ty))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Grants held on `from` (schema or relation), as `GRANT` statements for
+    /// the same roles on `to`. Owner privileges are implicit and skipped.
+    fn copy_grants(
+        tx: &mut Transaction<'_>,
+        acl_query: &str,
+        arg: &str,
+        object: &str,
+    ) -> Result<String, ProjectionError> {
+        let rows = tx.query(acl_query, &[&arg]).map_err(error)?;
+        let mut out = String::new();
+        for row in rows {
+            let privilege: String = row.get(0);
+            let grantee: Option<String> = row.get(1);
+            let grantable: bool = row.get(2);
+            let grantee = grantee.map_or("PUBLIC".to_owned(), |g| quote(&g));
+            out.push_str(&format!(
+                "GRANT {privilege} ON {object} TO {grantee}{};\n",
+                if grantable { " WITH GRANT OPTION" } else { "" }
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Renames the rebuilt schema over the live one in one transaction, then
+    /// drops the retired one.
+    pub(super) fn swap(
+        client: &mut Client,
+        live: &str,
+        fresh: &str,
+        projection: &dyn Projection,
+    ) -> Result<(), ProjectionError> {
+        let retired = format!("{}_retired", projection.name());
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                quote(&retired)
+            ))
+            .map_err(error)?;
+        let mut tx = client.transaction().map_err(error)?;
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = {PG_SWAP_LOCK_TIMEOUT_MS}"
+        ))
+        .map_err(error)?;
+        let live_exists: bool = tx
+            .query_one("SELECT to_regnamespace($1) IS NOT NULL", &[&quote(live)])
+            .map_err(error)?
+            .get(0);
+        if live_exists {
+            // Waits for a running projector's batch and keeps the next one
+            // out until the swap commits; that batch then finds its
+            // checkpoint moved and resynchronises.
+            let checkpoint = table_ref(live, CHECKPOINT_TABLE);
+            if tx
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&checkpoint])
+                .map_err(error)?
+                .get::<_, bool>(0)
+            {
+                tx.batch_execute(&format!("LOCK TABLE {checkpoint} IN EXCLUSIVE MODE"))
+                    .map_err(error)?;
+            }
+            let schema_acl = "SELECT a.privilege_type, g.rolname::text, a.is_grantable \
+                 FROM pg_namespace n, aclexplode(n.nspacl) a LEFT JOIN pg_roles g ON g.oid = a.grantee \
+                 WHERE n.nspname = $1 AND a.grantee <> n.nspowner";
+            let mut grants = copy_grants(
+                &mut tx,
+                schema_acl,
+                live,
+                &format!("SCHEMA {}", quote(fresh)),
+            )?;
+            let table_acl = "SELECT a.privilege_type, g.rolname::text, a.is_grantable \
+                 FROM pg_class c, aclexplode(c.relacl) a LEFT JOIN pg_roles g ON g.oid = a.grantee \
+                 WHERE c.oid = to_regclass($1) AND a.grantee <> c.relowner";
+            for table in projection
+                .tables()
+                .iter()
+                .map(|t| t.name)
+                .chain([CHECKPOINT_TABLE])
+            {
+                grants.push_str(&copy_grants(
+                    &mut tx,
+                    table_acl,
+                    &table_ref(live, table),
+                    &format!("TABLE {}", table_ref(fresh, table)),
+                )?);
+            }
+            tx.batch_execute(&grants).map_err(error)?;
+            tx.batch_execute(&format!(
+                "ALTER SCHEMA {} RENAME TO {}",
+                quote(live),
+                quote(&retired)
+            ))
+            .map_err(error)?;
+        }
+        tx.batch_execute(&format!(
+            "ALTER SCHEMA {} RENAME TO {}",
+            quote(fresh),
+            quote(live)
+        ))
+        .map_err(error)?;
+        tx.commit().map_err(error)?;
+        if live_exists {
+            let mut tx = client.transaction().map_err(error)?;
+            tx.batch_execute(&format!(
+                "SET LOCAL lock_timeout = {PG_RETIRED_DROP_LOCK_TIMEOUT_MS}"
+            ))
+            .map_err(error)?;
+            match tx.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote(&retired))) {
+                Ok(()) => tx.commit().map_err(error)?,
+                Err(e) => tracing::warn!(
+                    schema = %retired,
+                    error = %e,
+                    "retired model still in use; the next rebuild drops it"
+                ),
+            }
+        }
+        Ok(())
+    }
+}

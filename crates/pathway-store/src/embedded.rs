@@ -71,6 +71,9 @@ const STREAM_VERSIONS_CACHED_MAX: usize = 65_536;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE_LEN_MAX: usize = 32;
 const WRITER_THREAD_NAME: &str = "pathway-embedded-writer";
+/// WAL size at which a commit checkpoints it into the database file (and to
+/// which the WAL file is truncated after it restarts).
+const WAL_BYTES_MAX: i64 = 64 * 1024 * 1024;
 
 /// Schema migrations; entry `i` moves `PRAGMA user_version` from `i` to `i + 1`.
 /// Never edit an entry that has shipped: append a new one.
@@ -905,7 +908,7 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let err = |e| sqlite_error(path, "configure", e);
     conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
         .map_err(err)?;
-    for knob in ["page_size", "cache_size", "wal_autocheckpoint"] {
+    for knob in ["page_size", "cache_size"] {
         if let Ok(v) = std::env::var(format!("XP_{knob}")) {
             conn.pragma_update(None, knob, v.parse::<i64>().unwrap()).map_err(err)?;
         }
@@ -921,6 +924,14 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     // fsync the WAL on every commit: an acknowledged append survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    let page_bytes: i64 = conn
+        .pragma_query_value(None, "page_size", |row| row.get(0))
+        .map_err(err)?;
+    let wal_bytes = std::env::var("XP_wal").map_or(WAL_BYTES_MAX, |v| v.parse().unwrap());
+    conn.pragma_update(None, "wal_autocheckpoint", wal_bytes / page_bytes.max(512))
+        .map_err(err)?;
+    conn.pragma_update(None, "journal_size_limit", wal_bytes)
         .map_err(err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_LEN_MAX);
     Ok(())

@@ -1,3 +1,4 @@
 //! The `pathway` binary as a user runs it.
 
 mod cli;
+mod import;

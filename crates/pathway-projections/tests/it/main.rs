@@ -1,1 +1,5 @@
 //! Read models end to end.
+
+mod runtime;
+mod models;
+mod views;

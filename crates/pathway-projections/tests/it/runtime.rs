@@ -1,0 +1,1121 @@
+//! The projector runtime against real storage: SQLite files in a temporary
+//! directory, and a fresh PostgreSQL database per test on the server named by
+//! `PATHWAY_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), dropped when done.
+//!
+//! Most scenarios run on both backends (`<scenario>::sqlite`,
+//! `<scenario>::postgres`): the SQLite variant reads an embedded log, the
+//! PostgreSQL one a `PostgresStore` in the same database. The logs hold real
+//! encoded events with envelopes; a small counting projection (`test_moves`)
+//! makes exactly-once visible: its rows must equal a fold over the log
+//! computed here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pathway_domain::pb;
+use pathway_projections::runtime::{self, ProjectorOptions, ReadStore};
+use pathway_projections::views::{DpfResidence, DpfView, View};
+use pathway_projections::{
+    Column, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value, models,
+};
+use pathway_proto::Message;
+use pathway_store::embedded::EmbeddedStore;
+use pathway_store::postgres::PostgresStore;
+use pathway_store::{EventStore, ExpectedVersion, NewEvent, ReadFilter};
+use uuid::Uuid;
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// Longest a test waits for a condition it expects to become true.
+const WAIT_TIMEOUT_MS: u64 = 15_000;
+/// A region a person leaves the province to: their row is deleted.
+const LEFT_PROVINCE: &str = "999999";
+const REGIONS: [&str; 5] = ["230102", "230203", "230302", "230402", LEFT_PROVINCE];
+const PERSONS: usize = 12;
+
+// ---------------------------------------------------------------------------
+// The counting projection
+// ---------------------------------------------------------------------------
+
+const PERSONS_TABLE: Table = Table {
+    name: "persons",
+    key: &[Column::text("person_ref")],
+    values: &[
+        Column::int("moves"),
+        Column::text("region"),
+        Column::text("previous_region"),
+        Column::int("last_position"),
+        Column::bool("moved_by_dpf"),
+    ],
+};
+const REGIONS_TABLE: Table = Table {
+    name: "regions",
+    key: &[Column::text("region"), Column::int("year")],
+    values: &[Column::int("arrivals"), Column::int("departures")],
+};
+const TABLES: &[Table] = &[PERSONS_TABLE, REGIONS_TABLE];
+
+/// Sees residence changes only; counts moves per person and arrivals and
+/// departures per region, reading its own rows back (`get`) and deleting
+/// persons who leave the province.
+struct Moves;
+
+impl Projection for Moves {
+    fn name(&self) -> &'static str {
+        "test_moves"
+    }
+
+    fn tables(&self) -> &'static [Table] {
+        TABLES
+    }
+
+    fn view(&self, event: &pathway_domain::Event) -> Option<View> {
+        match event {
+            pathway_domain::Event::ResidenceChanged(e) => {
+                Some(View::Dpf(DpfView::Moved(DpfResidence {
+                    person_ref: e.person_ref.clone(),
+                    to_region: e.to_region.clone(),
+                    effective_on: None,
+                })))
+            }
+            _ => None,
+        }
+    }
+
+    fn apply(&self, event: &ProjectedEvent<View>, tx: &mut dyn Tx) -> Result<(), ProjectionError> {
+        let View::Dpf(DpfView::Moved(moved)) = &event.view else {
+            unreachable!("view returns only moves");
+        };
+        let key = [Value::from(moved.person_ref.as_str())];
+        let previous = tx.get(&PERSONS_TABLE, &key)?.map(|row| row[1].clone());
+        let year = Value::Int(2024);
+        if let Some(Value::Text(previous)) = &previous {
+            tx.add(
+                &REGIONS_TABLE,
+                &[previous.as_str().into(), year.clone()],
+                &[("departures", 1)],
+            )?;
+        }
+        tx.add(
+            &REGIONS_TABLE,
+            &[moved.to_region.as_str().into(), year],
+            &[("arrivals", 1)],
+        )?;
+        if moved.to_region == LEFT_PROVINCE {
+            return tx.delete(&PERSONS_TABLE, &key);
+        }
+        tx.upsert(
+            &PERSONS_TABLE,
+            &key,
+            &[
+                ("region", moved.to_region.as_str().into()),
+                ("previous_region", previous.unwrap_or(Value::Null)),
+                ("last_position", Value::Int(event.position as i64)),
+                (
+                    "moved_by_dpf",
+                    (event.actor_department == pb::Department::Dpf).into(),
+                ),
+            ],
+        )?;
+        tx.add(&PERSONS_TABLE, &key, &[("moves", 1)])
+    }
+}
+
+fn moves() -> Arc<dyn Projection> {
+    Arc::new(Moves)
+}
+
+/// The rows `Moves` must hold after applying the log up to `upto`: the same
+/// rules, folded in memory over the decoded log.
+async fn expected<S: EventStore>(log: &S, upto: u64) -> (Vec<Vec<Value>>, Vec<Vec<Value>>) {
+    let mut persons: BTreeMap<String, (i64, String, Option<String>, i64, bool)> = BTreeMap::new();
+    let mut regions: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for record in read_log(log)
+        .await
+        .into_iter()
+        .filter(|r| r.position <= upto)
+    {
+        let pathway_domain::Event::ResidenceChanged(e) =
+            pathway_engine::decode(&record).expect("decode")
+        else {
+            continue;
+        };
+        let actor = pathway_engine::decode_envelope(&record)
+            .expect("envelope")
+            .actor_department();
+        let previous = persons.get(&e.person_ref).map(|p| p.1.clone());
+        if let Some(previous) = &previous {
+            regions.entry(previous.clone()).or_default().1 += 1;
+        }
+        regions.entry(e.to_region.clone()).or_default().0 += 1;
+        if e.to_region == LEFT_PROVINCE {
+            persons.remove(&e.person_ref);
+            continue;
+        }
+        let moves = persons.get(&e.person_ref).map_or(0, |p| p.0) + 1;
+        persons.insert(
+            e.person_ref.clone(),
+            (
+                moves,
+                e.to_region.clone(),
+                previous,
+                record.position as i64,
+                actor == pb::Department::Dpf,
+            ),
+        );
+    }
+    let persons = persons
+        .into_iter()
+        .map(|(person, (moves, region, previous, position, dpf))| {
+            vec![
+                person.into(),
+                moves.into(),
+                region.into(),
+                previous.map_or(Value::Null, Value::from),
+                position.into(),
+                dpf.into(),
+            ]
+        })
+        .collect();
+    let regions = regions
+        .into_iter()
+        .map(|(region, (arrivals, departures))| {
+            vec![
+                region.into(),
+                2024.into(),
+                arrivals.into(),
+                departures.into(),
+            ]
+        })
+        .collect();
+    (persons, regions)
+}
+
+/// Both tables of `test_moves` as stored.
+fn stored(target: &ReadStore) -> (Vec<Vec<Value>>, Vec<Vec<Value>>) {
+    (
+        runtime::query(target, "test_moves", &PERSONS_TABLE, &[]).expect("query persons"),
+        runtime::query(target, "test_moves", &REGIONS_TABLE, &[]).expect("query regions"),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Logs
+// ---------------------------------------------------------------------------
+
+/// A deterministic pseudo-random sequence (no clock, no OS entropy).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn encoded(kind: pathway_domain::Event, actor: pb::Department) -> NewEvent {
+    let event_id = Uuid::new_v4();
+    let envelope = pb::EventEnvelope {
+        event_id: event_id.to_string(),
+        event_type: kind.event_type().to_owned(),
+        schema_version: pathway_proto::SCHEMA_VERSION_V1,
+        occurred_at: Some(pathway_proto::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        }),
+        correlation_id: Uuid::new_v4().to_string(),
+        causation_id: Uuid::new_v4().to_string(),
+        actor_department: actor as i32,
+        actor_region: "230000".into(),
+        actor_id: "test".into(),
+        command_id: Uuid::new_v4().to_string(),
+        stream_id: String::new(),
+        stream_version: 0,
+        recorded_at: None,
+    };
+    NewEvent {
+        event_id,
+        event_type: kind.event_type().to_owned(),
+        schema_version: pathway_proto::SCHEMA_VERSION_V1,
+        metadata: envelope.encode_to_vec().into(),
+        payload: pb::Event { kind: Some(kind) }.encode_to_vec().into(),
+    }
+}
+
+/// Appends `count` events (in appends of 1–3 to one person's stream):
+/// residence changes, and every fourth a consent the projection does not see.
+/// The last event appended is always an invisible one.
+async fn append_events<S: EventStore>(log: &S, seed: u64, count: usize) {
+    let mut rng = Lcg(seed);
+    let mut left = count;
+    while left > 0 {
+        let person = format!("p{:02}", rng.below(PERSONS as u64));
+        let n = (1 + rng.below(3) as usize).min(left);
+        let events = (0..n)
+            .map(|i| {
+                let last = left == n && i == n - 1;
+                if last || rng.below(4) == 0 {
+                    let consent = pb::ConsentGranted {
+                        person_ref: person.clone(),
+                        ..Default::default()
+                    };
+                    encoded(
+                        pathway_domain::Event::ConsentGranted(consent),
+                        pb::Department::Dpf,
+                    )
+                } else {
+                    let moved = pb::ResidenceChanged {
+                        person_ref: person.clone(),
+                        from_region: String::new(),
+                        to_region: REGIONS[rng.below(REGIONS.len() as u64) as usize].to_owned(),
+                        effective_on: None,
+                    };
+                    let actor = if rng.below(2) == 0 {
+                        pb::Department::Dpf
+                    } else {
+                        pb::Department::CivilAffairs
+                    };
+                    encoded(pathway_domain::Event::ResidenceChanged(moved), actor)
+                }
+            })
+            .collect();
+        log.append(&format!("person-{person}"), ExpectedVersion::Any, events)
+            .await
+            .expect("append");
+        left -= n;
+    }
+}
+
+async fn read_log<S: EventStore>(log: &S) -> Vec<pathway_store::RecordedEvent> {
+    let mut out = Vec::new();
+    loop {
+        let batch = log
+            .read_all(out.len() as u64 + 1, 1_000, &ReadFilter::all())
+            .await
+            .expect("read log");
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch);
+    }
+}
+
+async fn head<S: EventStore>(log: &S) -> u64 {
+    log.head().await.expect("head").position
+}
+
+// ---------------------------------------------------------------------------
+// Environments
+// ---------------------------------------------------------------------------
+
+/// An embedded log and SQLite read models in one temporary directory.
+struct SqliteEnv {
+    log: EmbeddedStore,
+    target: ReadStore,
+    dir: tempfile::TempDir,
+}
+
+impl SqliteEnv {
+    fn new() -> SqliteEnv {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedStore::open(&dir.path().join("log")).expect("open embedded log");
+        let target = ReadStore::Sqlite {
+            dir: dir.path().join("models"),
+        };
+        SqliteEnv { log, target, dir }
+    }
+}
+
+/// A fresh PostgreSQL database holding both the log and the read models.
+struct PgEnv {
+    log: PostgresStore,
+    target: ReadStore,
+    db: TestDb,
+}
+
+impl PgEnv {
+    async fn new() -> PgEnv {
+        let db = TestDb::create();
+        let log = PostgresStore::connect(&db.url)
+            .await
+            .expect("connect PostgresStore to the test database");
+        let target = ReadStore::Postgres {
+            url: db.url.clone(),
+        };
+        PgEnv { log, target, db }
+    }
+}
+
+/// A database `pathway_test_<random>`, dropped (best effort) on drop.
+struct TestDb {
+    name: String,
+    url: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    fn create() -> TestDb {
+        let admin_url = std::env::var("PATHWAY_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
+        let name = format!("pathway_test_{}", Uuid::new_v4().simple());
+        sql(&admin_url, &format!("CREATE DATABASE {name}"));
+        let url = with_dbname(&admin_url, &name);
+        TestDb {
+            name,
+            url,
+            admin_url,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&admin_url, postgres::NoTls).ok()?;
+            client.batch_execute(&statement).ok()
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// A synchronous connection, on the calling thread (never call from a
+/// runtime thread: use [`sql`] or a thread of your own).
+fn connect(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap_or_else(|e| {
+        panic!(
+            "cannot connect to PostgreSQL at {url}: {e}\n\
+             These tests need a running PostgreSQL server (15 or later) that lets the user create databases.\n\
+             Start one, e.g. `pg_ctlcluster 15 main start` or\n\
+             `docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:15`,\n\
+             or point PATHWAY_TEST_DATABASE_URL at a server you have."
+        )
+    })
+}
+
+/// Runs `statements` on `url` from a thread of its own.
+fn sql(url: &str, statements: &str) {
+    let (url, statements) = (url.to_owned(), statements.to_owned());
+    std::thread::spawn(move || connect(&url).batch_execute(&statements).expect("run SQL"))
+        .join()
+        .expect("SQL thread");
+}
+
+/// One boolean answer of `query` on `url`, from a thread of its own.
+fn sql_bool(url: &str, query: &str) -> bool {
+    let (url, query) = (url.to_owned(), query.to_owned());
+    std::thread::spawn(move || {
+        connect(&url)
+            .query_one(&query, &[])
+            .expect("query")
+            .get::<_, bool>(0)
+    })
+    .join()
+    .expect("SQL thread")
+}
+
+/// `url` with its database name replaced by `dbname`.
+fn with_dbname(url: &str, dbname: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{dbname}", &base[..host_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// Small reads and batches, so a log of a few hundred events takes many
+/// transactions.
+fn small_batches() -> ProjectorOptions {
+    ProjectorOptions {
+        read_events_max: 5,
+        batch_events_max: 12,
+        ..ProjectorOptions::default()
+    }
+}
+
+/// Runs each scenario on SQLite (embedded log) and PostgreSQL (PostgreSQL log).
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let env = super::SqliteEnv::new();
+                super::$scenario(&env.log, &env.target).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let env = super::PgEnv::new().await;
+                super::$scenario(&env.log, &env.target).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    catch_up_applies_each_event_once,
+    failure_before_checkpoint_rolls_back_the_batch,
+    rebuild_produces_identical_rows,
+    lag_counts_positions_and_seconds_behind,
+    follow_picks_up_new_events_until_shutdown,
+    projectors_racing_on_one_model_apply_each_event_once,
+    follow_resynchronises_after_a_rebuild,
+);
+
+// ---------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------
+
+async fn catch_up_applies_each_event_once<S: EventStore + Clone>(log: &S, target: &ReadStore) {
+    assert_eq!(runtime::read_checkpoint(target, "test_moves").unwrap(), 0);
+    assert_eq!(
+        runtime::catch_up(log, target, moves()).await.unwrap(),
+        0,
+        "empty log"
+    );
+
+    append_events(log, 1, 300).await;
+    let head1 = head(log).await;
+    let checkpoint = runtime::catch_up_with(log, target, moves(), &small_batches())
+        .await
+        .unwrap();
+    assert_eq!(
+        checkpoint, head1,
+        "the checkpoint passes the trailing invisible event"
+    );
+    assert_eq!(
+        runtime::read_checkpoint(target, "test_moves").unwrap(),
+        head1
+    );
+    assert_eq!(stored(target), expected(log, head1).await);
+
+    // Again: nothing to do, nothing changes.
+    assert_eq!(
+        runtime::catch_up(log, target, moves()).await.unwrap(),
+        head1
+    );
+    assert_eq!(stored(target), expected(log, head1).await);
+
+    // More events: only they are applied.
+    append_events(log, 2, 100).await;
+    let head2 = head(log).await;
+    assert_eq!(
+        runtime::catch_up(log, target, moves()).await.unwrap(),
+        head2
+    );
+    assert_eq!(stored(target), expected(log, head2).await);
+
+    // Filters and ordering of `query`.
+    let in_first_region = runtime::query(
+        target,
+        "test_moves",
+        &PERSONS_TABLE,
+        &[("region", REGIONS[0].into())],
+    )
+    .unwrap();
+    let (persons, _) = expected(log, head2).await;
+    let want: Vec<_> = persons
+        .into_iter()
+        .filter(|row| row[2] == Value::from(REGIONS[0]))
+        .collect();
+    assert_eq!(in_first_region, want);
+    assert!(matches!(
+        runtime::query(
+            target,
+            "test_moves",
+            &PERSONS_TABLE,
+            &[("nope", Value::Null)]
+        ),
+        Err(ProjectionError::Storage(_))
+    ));
+    assert!(matches!(
+        runtime::read_checkpoint(target, "../x"),
+        Err(ProjectionError::UnknownModel(_))
+    ));
+}
+
+async fn failure_before_checkpoint_rolls_back_the_batch<S: EventStore + Clone>(
+    log: &S,
+    target: &ReadStore,
+) {
+    append_events(log, 3, 200).await;
+    let head = head(log).await;
+    let fail_at = head / 2;
+    let checkpoint_before = Arc::new(std::sync::Mutex::new(None));
+    let mut options = small_batches();
+    let seen = Arc::clone(&checkpoint_before);
+    options.before_checkpoint = Some(Arc::new(move |first: u64, last: u64| {
+        if last >= fail_at {
+            *seen.lock().unwrap() = Some(first - 1);
+            return Err(ProjectionError::Storage(
+                "injected failure before the checkpoint".into(),
+            ));
+        }
+        Ok(())
+    }));
+    let err = runtime::catch_up_with(log, target, moves(), &options)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+
+    // The model is exactly as it was before the failed batch.
+    let before = checkpoint_before.lock().unwrap().expect("the hook fired");
+    assert!(before > 0 && before < fail_at, "failed mid-log: {before}");
+    assert_eq!(
+        runtime::read_checkpoint(target, "test_moves").unwrap(),
+        before
+    );
+    assert_eq!(stored(target), expected(log, before).await);
+
+    // A restart finishes the job, and equals a from-scratch rebuild.
+    assert_eq!(
+        runtime::catch_up_with(log, target, moves(), &small_batches())
+            .await
+            .unwrap(),
+        head
+    );
+    let restarted = stored(target);
+    assert_eq!(restarted, expected(log, head).await);
+    assert_eq!(runtime::rebuild(log, target, moves()).await.unwrap(), head);
+    assert_eq!(stored(target), restarted);
+}
+
+async fn rebuild_produces_identical_rows<S: EventStore + Clone>(log: &S, target: &ReadStore) {
+    // Rebuilding a model that does not exist yet creates it.
+    append_events(log, 4, 150).await;
+    let head1 = head(log).await;
+    assert_eq!(runtime::rebuild(log, target, moves()).await.unwrap(), head1);
+    assert_eq!(stored(target), expected(log, head1).await);
+
+    append_events(log, 5, 150).await;
+    let head2 = head(log).await;
+    runtime::catch_up_with(log, target, moves(), &small_batches())
+        .await
+        .unwrap();
+    let caught_up = stored(target);
+    assert_eq!(runtime::rebuild(log, target, moves()).await.unwrap(), head2);
+    assert_eq!(stored(target), caught_up);
+    assert_eq!(
+        runtime::read_checkpoint(target, "test_moves").unwrap(),
+        head2
+    );
+    // The rebuilt model goes on from its checkpoint.
+    append_events(log, 6, 20).await;
+    let head3 = head(log).await;
+    assert_eq!(
+        runtime::catch_up(log, target, moves()).await.unwrap(),
+        head3
+    );
+    assert_eq!(stored(target), expected(log, head3).await);
+}
+
+async fn lag_counts_positions_and_seconds_behind<S: EventStore + Clone>(
+    log: &S,
+    target: &ReadStore,
+) {
+    let empty = runtime::lag(log, target, "test_moves").await.unwrap();
+    assert_eq!(
+        (
+            empty.checkpoint,
+            empty.head_position,
+            empty.positions_behind
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(empty.seconds_behind, 0.0);
+
+    append_events(log, 7, 30).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    append_events(log, 8, 30).await;
+    let head = head(log).await;
+    let behind = runtime::lag(log, target, "test_moves").await.unwrap();
+    assert_eq!(
+        (
+            behind.checkpoint,
+            behind.head_position,
+            behind.positions_behind
+        ),
+        (0, head, head)
+    );
+    assert!(behind.seconds_behind >= 1.0, "{behind:?}");
+
+    runtime::catch_up(log, target, moves()).await.unwrap();
+    let caught_up = runtime::lag(log, target, "test_moves").await.unwrap();
+    assert_eq!(
+        (
+            caught_up.checkpoint,
+            caught_up.head_position,
+            caught_up.positions_behind
+        ),
+        (head, head, 0)
+    );
+    assert_eq!(caught_up.seconds_behind, 0.0);
+}
+
+async fn follow_picks_up_new_events_until_shutdown<S: EventStore + Clone>(
+    log: &S,
+    target: &ReadStore,
+) {
+    append_events(log, 9, 50).await;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let follower = {
+        let (log, target) = (log.clone(), target.clone());
+        tokio::spawn(async move { runtime::follow(&log, &target, moves(), shutdown).await })
+    };
+    wait_for_checkpoint(target, head(log).await).await;
+    for round in 0..5 {
+        append_events(log, 10 + round, 20).await;
+        wait_for_checkpoint(target, head(log).await).await;
+    }
+    let head = head(log).await;
+    assert_eq!(stored(target), expected(log, head).await);
+    stop.send(true).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_millis(WAIT_TIMEOUT_MS), follower)
+        .await
+        .expect("follow stops on shutdown")
+        .expect("follow task")
+        .expect("follow");
+    assert_eq!(stopped, head);
+    // Appended after the shutdown: not applied.
+    append_events(log, 20, 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        runtime::read_checkpoint(target, "test_moves").unwrap(),
+        head
+    );
+}
+
+/// Two projectors on one model at once: the checkpoint comparison in every
+/// batch makes the loser of each race resynchronise instead of applying a
+/// batch twice.
+async fn projectors_racing_on_one_model_apply_each_event_once<S: EventStore + Clone>(
+    log: &S,
+    target: &ReadStore,
+) {
+    append_events(log, 21, 400).await;
+    let head = head(log).await;
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let (log, target) = (log.clone(), target.clone());
+            tokio::spawn(async move {
+                runtime::catch_up_with(&log, &target, moves(), &small_batches()).await
+            })
+        })
+        .collect();
+    for run in runs {
+        assert_eq!(run.await.unwrap().unwrap(), head);
+    }
+    assert_eq!(stored(target), expected(log, head).await);
+}
+
+/// A follower keeps running through a rebuild of its model (while events are
+/// appended): it finds its checkpoint moved by the swap, resynchronises from
+/// the rebuilt model and applies every event once.
+async fn follow_resynchronises_after_a_rebuild<S: EventStore + Clone>(log: &S, target: &ReadStore) {
+    append_events(log, 50, 200).await;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let follower = {
+        let (log, target) = (log.clone(), target.clone());
+        tokio::spawn(async move {
+            runtime::follow_with(&log, &target, moves(), shutdown, &small_batches()).await
+        })
+    };
+    wait_for_checkpoint(target, head(log).await).await;
+    let appender = {
+        let log = log.clone();
+        tokio::spawn(async move { append_events(&log, 51, 150).await })
+    };
+    runtime::rebuild(log, target, moves()).await.unwrap();
+    appender.await.unwrap();
+    let head = head(log).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if follower.is_finished() {
+        panic!("DEBUG follower ended: {:?}", follower.await);
+    }
+    wait_for_checkpoint(target, head).await;
+    assert_eq!(stored(target), expected(log, head).await);
+    stop.send(true).unwrap();
+    assert_eq!(follower.await.unwrap().unwrap(), head);
+}
+
+async fn wait_for_checkpoint(target: &ReadStore, position: u64) {
+    let started = Instant::now();
+    loop {
+        let checkpoint = runtime::read_checkpoint(target, "test_moves").unwrap();
+        if checkpoint >= position {
+            assert_eq!(checkpoint, position);
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(WAIT_TIMEOUT_MS),
+            "checkpoint stuck at {checkpoint}, waiting for {position}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Backend-specific: readers of the old model during a rebuild
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_rebuild_swaps_while_an_old_reader_keeps_reading() {
+    let env = SqliteEnv::new();
+    let (log, target) = (&env.log, &env.target);
+    append_events(log, 30, 200).await;
+    runtime::catch_up(log, target, moves()).await.unwrap();
+    let old = stored(target);
+    append_events(log, 31, 100).await;
+
+    // A reader inside a read transaction on the old model.
+    let reader = rusqlite::Connection::open(model_file(target)).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let read_persons = |conn: &rusqlite::Connection| -> Vec<(String, i64)> {
+        let mut s = conn
+            .prepare("SELECT person_ref, moves FROM persons ORDER BY person_ref")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let old_persons = read_persons(&reader);
+    assert_eq!(old_persons.len(), old.0.len());
+
+    let head = head(log).await;
+    assert_eq!(runtime::rebuild(log, target, moves()).await.unwrap(), head);
+    assert_eq!(
+        read_persons(&reader),
+        old_persons,
+        "the old reader still reads the old model"
+    );
+    assert_eq!(
+        stored(target),
+        expected(log, head).await,
+        "new readers read the new model"
+    );
+    reader.execute_batch("COMMIT").unwrap();
+    assert_eq!(
+        read_persons(&reader).len(),
+        expected(log, head).await.0.len()
+    );
+    assert!(!env.dir.path().join("models/test_moves.rebuild.db").exists());
+}
+
+fn model_file(target: &ReadStore) -> std::path::PathBuf {
+    match target {
+        ReadStore::Sqlite { dir } => dir.join("test_moves.db"),
+        ReadStore::Postgres { .. } => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rebuild_swaps_while_an_old_reader_keeps_reading_and_keeps_grants() {
+    let env = PgEnv::new().await;
+    let (log, target, url) = (&env.log, &env.target, env.db.url.clone());
+    append_events(log, 32, 200).await;
+    runtime::catch_up(log, target, moves()).await.unwrap();
+    let old = stored(target);
+    append_events(log, 33, 100).await;
+
+    // The department's role, granted exactly its own schema.
+    let role = format!("test_moves_reader_{}", Uuid::new_v4().simple());
+    sql(
+        &url,
+        &format!(
+            "CREATE ROLE {role}; GRANT USAGE ON SCHEMA test_moves TO {role}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA test_moves TO {role}"
+        ),
+    );
+
+    // A reader holding a cursor over the old model, half read.
+    let swapped = Arc::new(AtomicBool::new(false));
+    let (half_read, half_read_rx) = std::sync::mpsc::channel();
+    let reader = {
+        let (url, swapped) = (url.clone(), Arc::clone(&swapped));
+        std::thread::spawn(move || {
+            let mut client = connect(&url);
+            let mut tx = client.transaction().unwrap();
+            tx.batch_execute("DECLARE old CURSOR FOR SELECT person_ref FROM test_moves.persons ORDER BY person_ref")
+                .unwrap();
+            let mut rows: Vec<String> = tx
+                .query("FETCH 2 FROM old", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            half_read.send(()).unwrap();
+            let started = Instant::now();
+            while !swapped.load(Ordering::SeqCst) {
+                assert!(
+                    started.elapsed() < Duration::from_millis(WAIT_TIMEOUT_MS),
+                    "swap never happened"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            rows.extend(
+                tx.query("FETCH ALL FROM old", &[])
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<_, String>(0)),
+            );
+            tx.commit().unwrap();
+            rows
+        })
+    };
+    half_read_rx.recv().unwrap();
+
+    let head = head(log).await;
+    let rebuild = {
+        let (log, target) = (log.clone(), target.clone());
+        tokio::spawn(async move { runtime::rebuild(&log, &target, moves()).await })
+    };
+    // The swap commits while the reader's cursor is still open; the old
+    // schema is dropped once the reader is done with it.
+    let started = Instant::now();
+    while !sql_bool(
+        &url,
+        "SELECT to_regnamespace('test_moves_retired') IS NOT NULL",
+    ) {
+        assert!(
+            started.elapsed() < Duration::from_millis(WAIT_TIMEOUT_MS),
+            "swap never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        stored(target),
+        expected(log, head).await,
+        "new readers read the new model"
+    );
+    swapped.store(true, Ordering::SeqCst);
+    let old_rows = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    let old_refs: Vec<String> = old
+        .0
+        .iter()
+        .map(|row| match &row[0] {
+            Value::Text(s) => s.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        old_rows, old_refs,
+        "the old reader read the whole old model"
+    );
+    assert_eq!(rebuild.await.unwrap().unwrap(), head);
+    assert!(!sql_bool(
+        &url,
+        "SELECT to_regnamespace('test_moves_retired') IS NOT NULL"
+    ));
+    assert!(!sql_bool(
+        &url,
+        "SELECT to_regnamespace('test_moves_rebuild') IS NOT NULL"
+    ));
+
+    // The role still reads exactly its model.
+    for table in ["persons", "regions", "checkpoint"] {
+        assert!(
+            sql_bool(
+                &url,
+                &format!("SELECT has_table_privilege('{role}', 'test_moves.{table}', 'SELECT')")
+            ),
+            "{table}"
+        );
+    }
+    assert!(sql_bool(
+        &url,
+        &format!("SELECT has_schema_privilege('{role}', 'test_moves', 'USAGE')")
+    ));
+    assert!(!sql_bool(
+        &url,
+        &format!("SELECT has_table_privilege('{role}', 'public.events', 'SELECT')")
+    ));
+    sql(&url, &format!("DROP OWNED BY {role}; DROP ROLE {role}"));
+}
+
+// ---------------------------------------------------------------------------
+// The department models
+// ---------------------------------------------------------------------------
+
+/// Every department model over a simulated province: catch-up in small
+/// batches, a second catch-up, and a rebuild all give the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn department_models_catch_up_and_rebuild_agree() {
+    let sqlite = SqliteEnv::new();
+    let pg = PgEnv::new().await;
+    let engine = pathway_engine::Engine::new(sqlite.log.clone());
+    let config = pathway_sim::SimConfig {
+        persons: 40,
+        seed: 7,
+        concurrency: 8,
+    };
+    pathway_sim::run(&engine, &config, |_, _| {})
+        .await
+        .expect("simulate");
+    let head = head(&sqlite.log).await;
+    assert!(head > 100, "a province of events: {head}");
+
+    for projection in models::all() {
+        let name = projection.name();
+        for target in [&sqlite.target, &pg.target] {
+            let checkpoint = runtime::catch_up_with(
+                &sqlite.log,
+                target,
+                Arc::clone(&projection),
+                &small_batches(),
+            )
+            .await;
+            assert_eq!(checkpoint.unwrap(), head, "{name}");
+            let rows = all_rows(target, projection.as_ref());
+            assert_eq!(
+                runtime::catch_up(&sqlite.log, target, Arc::clone(&projection))
+                    .await
+                    .unwrap(),
+                head
+            );
+            assert_eq!(
+                all_rows(target, projection.as_ref()),
+                rows,
+                "{name}: second catch-up"
+            );
+            assert_eq!(
+                runtime::rebuild(&sqlite.log, target, Arc::clone(&projection))
+                    .await
+                    .unwrap(),
+                head
+            );
+            assert_eq!(
+                all_rows(target, projection.as_ref()),
+                rows,
+                "{name}: rebuild"
+            );
+        }
+        assert_eq!(
+            all_rows(&sqlite.target, projection.as_ref()),
+            all_rows(&pg.target, projection.as_ref()),
+            "{name}: SQLite and PostgreSQL agree"
+        );
+    }
+}
+
+fn all_rows(target: &ReadStore, projection: &dyn Projection) -> Vec<Vec<Vec<Value>>> {
+    projection
+        .tables()
+        .iter()
+        .map(|table| runtime::query(target, projection.name(), table, &[]).expect("query"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Kill test (SQLite)
+// ---------------------------------------------------------------------------
+
+/// Names the directory of [`child_projector`]'s log and models.
+const CHILD_DIR_ENV: &str = "PATHWAY_PROJECTOR_CHILD_DIR";
+/// The child stalls inside the batch containing this position.
+const CHILD_STALL_AT_ENV: &str = "PATHWAY_PROJECTOR_CHILD_STALL_AT";
+const STALLED_LINE: &str = "stalled before checkpoint";
+
+/// Not a test on its own: the body of the child process of
+/// [`sqlite_projector_killed_mid_batch_recovers`]. It projects with small
+/// batches and blocks between the rows and the checkpoint of one batch, so
+/// the parent's SIGKILL lands mid-transaction. Without its environment
+/// variable it returns at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_projector() {
+    let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
+        return;
+    };
+    let stall_at: u64 = std::env::var(CHILD_STALL_AT_ENV).unwrap().parse().unwrap();
+    let dir = Path::new(&dir);
+    let log = EmbeddedStore::open(&dir.join("log")).unwrap();
+    let target = ReadStore::Sqlite {
+        dir: dir.join("models"),
+    };
+    let mut options = small_batches();
+    options.before_checkpoint = Some(Arc::new(move |_first: u64, last: u64| {
+        if last >= stall_at {
+            println!("{STALLED_LINE}");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        Ok(())
+    }));
+    runtime::catch_up_with(&log, &target, moves(), &options)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_projector_killed_mid_batch_recovers() {
+    use std::io::BufRead;
+
+    let env = SqliteEnv::new();
+    append_events(&env.log, 40, 300).await;
+    let head = head(&env.log).await;
+    drop(env.log);
+    for stall_at in [head / 3, 2 * head / 3] {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "runtime::child_projector",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DIR_ENV, env.dir.path())
+            .env(CHILD_STALL_AT_ENV, stall_at.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut stalled = false;
+        for line in stdout.lines() {
+            if line.unwrap().contains(STALLED_LINE) {
+                stalled = true;
+                break;
+            }
+        }
+        assert!(stalled, "the child reached its stall point");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let checkpoint = runtime::read_checkpoint(&env.target, "test_moves").unwrap();
+        assert!(
+            checkpoint < stall_at,
+            "the stalled batch is not committed: {checkpoint}"
+        );
+        let log = EmbeddedStore::open(&env.dir.path().join("log")).unwrap();
+        assert_eq!(stored(&env.target), expected(&log, checkpoint).await);
+    }
+    let log = EmbeddedStore::open(&env.dir.path().join("log")).unwrap();
+    assert_eq!(
+        runtime::catch_up(&log, &env.target, moves()).await.unwrap(),
+        head
+    );
+    let recovered = stored(&env.target);
+    assert_eq!(recovered, expected(&log, head).await);
+    runtime::rebuild(&log, &env.target, moves()).await.unwrap();
+    assert_eq!(stored(&env.target), recovered);
+}
