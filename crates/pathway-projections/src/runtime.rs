@@ -17,7 +17,7 @@
 //! IMMEDIATE` in SQLite, `FOR UPDATE` in PostgreSQL) and compares it with the
 //! one the projector last wrote. If another projector (or a rebuild swap)
 //! moved it, the batch is rolled back and the projector resynchronises from
-//! the stored checkpoint instead of applying events twice.An idle follower
+//! the stored checkpoint instead of applying events twice. An idle follower
 //! checks its checkpoint every poll interval too, so a model swapped in by a
 //! rebuild is brought up to date without waiting for the next event.
 //!

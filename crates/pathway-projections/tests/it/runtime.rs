@@ -746,10 +746,6 @@ async fn follow_resynchronises_after_a_rebuild<S: EventStore + Clone>(log: &S, t
     runtime::rebuild(log, target, moves()).await.unwrap();
     appender.await.unwrap();
     let head = head(log).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    if follower.is_finished() {
-        panic!("DEBUG follower ended: {:?}", follower.await);
-    }
     wait_for_checkpoint(target, head).await;
     assert_eq!(stored(target), expected(log, head).await);
     stop.send(true).unwrap();
