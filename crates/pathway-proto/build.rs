@@ -52,5 +52,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut config = prost_build::Config::new();
     config.compile_fds(fds)?;
+
+    compile_published(&root, &out)?;
+    Ok(())
+}
+
+/// The messages Pathway publishes to other agencies and receives from them:
+/// department views (`pathway.views.v1`) and the graduate exchange
+/// (`pathway.exchange.v1`). Compiled apart from the events so their
+/// descriptor set (`published_descriptor_set.bin`) holds only them.
+fn compile_published(root: &std::path::Path, out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let mut files = Vec::new();
+    for dir in ["pathway/views/v1", "pathway/exchange/v1"] {
+        let dir = root.join(dir);
+        if !dir.exists() {
+            continue;
+        }
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|x| x == "proto") {
+                println!("cargo:rerun-if-changed={}", path.display());
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let fds = protox::compile(&files, [root])?;
+    fs::write(
+        out.join("published_descriptor_set.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    prost_build::Config::new().compile_fds(fds)?;
     Ok(())
 }

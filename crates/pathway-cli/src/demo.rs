@@ -13,16 +13,23 @@ use std::{
 };
 
 use anyhow::Context as _;
-use pathway_domain::{pb, policy::PolicyTable, validate::CITIES};
+use chrono::NaiveDate;
+use pathway_domain::{policy::PolicyTable, validate::CITIES};
 use pathway_engine::Engine;
-use pathway_proto::Message;
+use pathway_projections::{
+    Value, models,
+    runtime::{self, ReadStore},
+};
 use pathway_sim::{SimConfig, SimStats};
-use pathway_store::{EventStore, ReadFilter};
+use pathway_store::EventStore;
 
-use crate::store::{AnyStore, StoreArgs};
+use crate::{
+    read,
+    store::{AnyStore, StoreArgs},
+};
 
-/// Events read per batch when the demo reads the log back.
-const READ_BATCH_EVENTS: usize = 10_000;
+/// The day the demo's dashboards are read as of: the end of the plan.
+const PLAN_END: (i32, u32, u32) = (2024, 12, 31);
 
 /// `pathway demo`.
 #[derive(Debug, clap::Args)]
@@ -71,13 +78,31 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
     };
     let started = Instant::now();
-    let (stats, dashboard, verify) = match location.open().await? {
-        AnyStore::Embedded(s) => simulate(s, &cfg).await?,
-        AnyStore::Postgres(s) => simulate(s, &cfg).await?,
+    let store = location.open().await?;
+    let (stats, events) = match &store {
+        AnyStore::Embedded(s) => simulate(s.clone(), &cfg).await?,
+        AnyStore::Postgres(s) => simulate(s.clone(), &cfg).await?,
     };
     let elapsed = started.elapsed().as_secs_f64();
-    print_summary(&stats, &dashboard, elapsed);
-    dashboard.print();
+    print_summary(&stats, events, elapsed);
+
+    let target = location.read_store();
+    let projected = Instant::now();
+    read::catch_up_all(&store, &target).await?;
+    let head = match &store {
+        AnyStore::Embedded(s) => s.head().await?.position,
+        AnyStore::Postgres(s) => s.head().await?.position,
+    };
+    let seconds = projected.elapsed().as_secs_f64();
+    println!(
+        "Projected {head} events into the six department read models in {seconds:.1} s ({:.0} events/s)",
+        head as f64 / seconds.max(1e-9)
+    );
+    Dashboards { target: &target }.print()?;
+    let verify = match &store {
+        AnyStore::Embedded(s) => s.verify(1, None).await?,
+        AnyStore::Postgres(s) => s.verify(1, None).await?,
+    };
     println!();
     println!(
         "Hash chain: {} events checked, head position {}, head hash {}",
@@ -92,11 +117,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the simulator; returns its tally and the events it appended.
 async fn simulate<S: EventStore + Clone>(
     store: S,
     cfg: &SimConfig,
-) -> anyhow::Result<(SimStats, Dashboard, pathway_store::VerifyReport)> {
-    let first = store.head().await?.position + 1;
+) -> anyhow::Result<(SimStats, u64)> {
+    let first = store.head().await?.position;
     let engine = Engine::new(store.clone());
     // On a terminal, one line updated in place; otherwise a line per 10%.
     let tty = std::io::stderr().is_terminal();
@@ -119,19 +145,18 @@ async fn simulate<S: EventStore + Clone>(
     if tty {
         eprintln!();
     }
-    let dashboard = Dashboard::read(&store, first).await?;
-    let verify = store.verify(1, None).await?;
-    Ok((stats, dashboard, verify))
+    let events = store.head().await?.position - first;
+    Ok((stats, events))
 }
 
-fn print_summary(stats: &SimStats, d: &Dashboard, seconds: f64) {
+fn print_summary(stats: &SimStats, events: u64, seconds: f64) {
     println!();
     println!(
         "{} commands accepted, {} rejected; {} events appended in {seconds:.1} s ({:.0} events/s)",
         stats.commands_accepted,
         stats.commands_rejected,
-        d.events,
-        d.events as f64 / seconds.max(1e-9)
+        events,
+        events as f64 / seconds.max(1e-9)
     );
     if !stats.rejections.is_empty() {
         println!("Rejected by the rules (count, reason):");
@@ -143,243 +168,352 @@ fn print_summary(stats: &SimStats, d: &Dashboard, seconds: f64) {
     }
 }
 
-/// What the departments see, computed by reading the log from the start of
-/// this run. (The standing per-department read models are built by
-/// projectors; this is the demo's one-pass view of the same facts.)
-#[derive(Debug, Default)]
-struct Dashboard {
-    events: u64,
-    new_employment: BTreeMap<(String, i32), u32>,
-    verified: BTreeMap<i32, u32>,
-    wants_work: BTreeMap<i32, u32>,
-    served: BTreeMap<i32, u32>,
-    placements_by_form: BTreeMap<String, u32>,
-    trained: u32,
-    subsidy_fen: i64,
-    phase_outs_started: u32,
-    phase_outs_completed: u32,
-    phase_outs_cancelled: u32,
-    benefits_terminated: u32,
-    units_evaluated: u32,
-    units_obligated: u32,
-    units_exempt_school: u32,
-    quota_reports: u32,
-    quota_met: u32,
-    cadre_compliant: (u32, u32),
-    posts: (u64, u64),
-    reports_filed: u32,
-    reports_overdue: u32,
-    evaluation: Option<(u32, u32)>,
+/// Each department's dashboard, read from its own read model.
+struct Dashboards<'a> {
+    target: &'a ReadStore,
 }
 
-impl Dashboard {
-    async fn read<S: EventStore>(store: &S, from: u64) -> anyhow::Result<Self> {
-        let mut d = Dashboard::default();
-        let mut next = from;
-        loop {
-            let batch = store
-                .read_all(next, READ_BATCH_EVENTS, &ReadFilter::all())
-                .await?;
-            let Some(last) = batch.last() else { break };
-            next = last.position + 1;
-            for r in &batch {
-                let event = pb::Event::decode(r.payload.as_ref())
-                    .with_context(|| format!("decoding the event at position {}", r.position))?;
-                if let Some(kind) = event.kind {
-                    d.apply(kind);
-                }
-            }
-        }
-        Ok(d)
+impl Dashboards<'_> {
+    /// All rows of `model.table`, committee cells suppressed as in queries.
+    fn rows(&self, model: &str, table: &str) -> anyhow::Result<Vec<BTreeMap<&'static str, Value>>> {
+        self.fetch(model, table, true)
     }
 
-    fn apply(&mut self, e: pb::event::Kind) {
-        use pb::event::Kind as K;
-        self.events += 1;
-        match e {
-            K::NewEmploymentCounted(n) => {
-                let city = format!("{}00", n.region.get(..4).unwrap_or("2300"));
-                *self.new_employment.entry((city, n.year)).or_default() += 1;
-            }
-            K::BasicInfoVerified(v) => {
-                *self.verified.entry(v.year).or_default() += 1;
-                if v.wants_work {
-                    *self.wants_work.entry(v.year).or_default() += 1;
-                }
-            }
-            K::EmploymentServiceProvided(s) => *self.served.entry(s.year).or_default() += 1,
-            K::PersonPlaced(p) => {
-                let form = p
-                    .employment_form()
-                    .as_str_name()
-                    .trim_start_matches("EMPLOYMENT_FORM_")
-                    .to_ascii_lowercase();
-                *self.placements_by_form.entry(form).or_default() += 1;
-            }
-            K::TrainingCompleted(_) => self.trained += 1,
-            K::TrainingSubsidyGranted(s) => {
-                self.subsidy_fen += s.tuition_fen + s.living_allowance_fen
-            }
-            K::PhaseOutStarted(_) => self.phase_outs_started += 1,
-            K::BenefitPhasedOut(_) => self.phase_outs_completed += 1,
-            K::PhaseOutCancelled(_) => self.phase_outs_cancelled += 1,
-            K::DibaoBenefitTerminated(_) => self.benefits_terminated += 1,
-            K::PublicUnitObligationEvaluated(u) => {
-                self.units_evaluated += 1;
-                self.units_obligated += u32::from(u.obligated_to_hire_one);
-                self.units_exempt_school +=
-                    u32::from(!u.rule_applies && u.org_type() == pb::OrgType::PublicInstitution);
-            }
-            K::QuotaReported(q) => {
-                self.quota_reports += 1;
-                self.quota_met += u32::from(q.meets_quota);
-            }
-            K::DpfCadreRatioReported(c) => {
-                self.cadre_compliant.0 += u32::from(c.compliant);
-                self.cadre_compliant.1 += 1;
-            }
-            K::PublicWelfarePostsDeveloped(p) => {
-                self.posts.0 += u64::from(p.disabled_posts);
-                self.posts.1 += u64::from(p.total_posts);
-            }
-            K::CityAnnualReportSubmitted(_) => self.reports_filed += 1,
-            K::CityAnnualReportOverdue(_) => self.reports_overdue += 1,
-            K::ProvincialEvaluationCompleted(e) => {
-                self.evaluation = Some((e.new_employment_total, e.target))
-            }
-            _ => {}
-        }
-    }
-
-    fn print(&self) {
-        let policy = PolicyTable::builtin()
-            .at(chrono::NaiveDate::from_ymd_opt(2024, 12, 31).expect("valid date"));
-        let small = policy.small_cell_min;
-        let cell = |n: u32| {
-            if n > 0 && n < small {
-                format!("<{small}")
-            } else {
-                n.to_string()
-            }
+    /// Rows for computing totals: exact counts (totals are not small cells).
+    fn fetch(
+        &self,
+        model: &str,
+        table: &str,
+        suppress: bool,
+    ) -> anyhow::Result<Vec<BTreeMap<&'static str, Value>>> {
+        let projection = models::by_name(model).context("model")?;
+        let table = projection
+            .tables()
+            .iter()
+            .find(|t| t.name == table)
+            .with_context(|| format!("{model}.{table}"))?;
+        let rows = if suppress {
+            read::rows(self.target, model, table, &[])?
+        } else {
+            runtime::query(self.target, model, table, &[])?
         };
+        Ok(rows
+            .into_iter()
+            .map(|r| table.columns().map(|c| c.name).zip(r).collect())
+            .collect())
+    }
+
+    /// Sums integer `column` of `model.table` grouped by the text of `by`.
+    fn sum_by(
+        &self,
+        model: &str,
+        table: &str,
+        by: &[&str],
+        column: &str,
+    ) -> anyhow::Result<BTreeMap<String, i64>> {
+        let mut out = BTreeMap::new();
+        for r in self.fetch(model, table, false)? {
+            let key: Vec<String> = by.iter().map(|b| text(r.get(b))).collect();
+            *out.entry(key.join(" ")).or_default() += int(r.get(column));
+        }
+        Ok(out)
+    }
+
+    fn print(&self) -> anyhow::Result<()> {
+        let policy = PolicyTable::builtin()
+            .at(NaiveDate::from_ymd_opt(PLAN_END.0, PLAN_END.1, PLAN_END.2).context("plan end")?);
+        self.committee(&policy)?;
+        self.dpf()?;
+        self.hrss()?;
+        self.civil_affairs()?;
+        self.education()?;
+        self.sasac(&policy)
+    }
+
+    fn committee(&self, policy: &pathway_domain::policy::Policy) -> anyhow::Result<()> {
+        let small = policy.small_cell_min;
         println!();
         println!(
             "Provincial committee (残工委) — new employment by city and year (cells below {small} suppressed)"
         );
-        println!(
-            "  {:<18}{:>8}{:>8}{:>8}{:>9}",
-            "city", "2022", "2023", "2024", "total"
-        );
-        let mut totals = [0u32; 3];
+        let by_city_year: BTreeMap<(String, i64), Value> = self
+            .rows("committee", "new_employment")?
+            .into_iter()
+            .map(|r| {
+                (
+                    (text(r.get("city")), int(r.get("year"))),
+                    r.get("persons").cloned().unwrap_or(Value::Null),
+                )
+            })
+            .collect();
+        let exact = self.sum_by("committee", "new_employment", &["city"], "persons")?;
+        let by_year = self.sum_by("committee", "new_employment", &["year"], "persons")?;
+        let years: Vec<i64> = (2022..=2024)
+            .map(|y| by_year.get(&y.to_string()).copied().unwrap_or(0))
+            .collect();
+        let mut rows = Vec::new();
         for c in &CITIES {
-            let row: Vec<u32> = (2022..=2024)
-                .map(|y| {
-                    self.new_employment
+            let mut row = vec![Value::Text(c.name_en.to_owned())];
+            for y in 2022..=2024 {
+                row.push(
+                    by_city_year
                         .get(&(c.code.to_owned(), y))
-                        .copied()
-                        .unwrap_or(0)
-                })
-                .collect();
-            for (t, v) in totals.iter_mut().zip(&row) {
-                *t += v;
+                        .cloned()
+                        .unwrap_or(Value::Int(0)),
+                );
             }
-            println!(
-                "  {:<18}{:>8}{:>8}{:>8}{:>9}",
-                c.name_en,
-                cell(row[0]),
-                cell(row[1]),
-                cell(row[2]),
-                cell(row.iter().sum())
-            );
+            let total = exact.get(c.code).copied().unwrap_or(0);
+            row.push(if total > 0 && total < i64::from(small) {
+                Value::Text(format!("<{small}"))
+            } else {
+                Value::Int(total)
+            });
+            rows.push(row);
         }
-        let total: u32 = totals.iter().sum();
-        println!(
-            "  {:<18}{:>8}{:>8}{:>8}{:>9}",
-            "province", totals[0], totals[1], totals[2], total
-        );
+        let total: i64 = years.iter().sum();
+        rows.push(vec![
+            Value::Text("province".into()),
+            Value::Int(years[0]),
+            Value::Int(years[1]),
+            Value::Int(years[2]),
+            Value::Int(total),
+        ]);
+        read::print_table(&["city", "2022", "2023", "2024", "total"], &rows);
         println!(
             "  progress toward the target of {}: {total} ({:.1}%)",
             policy.target_new_employment,
-            100.0 * f64::from(total) / f64::from(policy.target_new_employment.max(1))
+            100.0 * total as f64 / f64::from(policy.target_new_employment.max(1))
         );
-        let share = |n: u64, d: u64| {
-            if d == 0 {
-                0.0
-            } else {
-                100.0 * n as f64 / d as f64
-            }
-        };
+        let posts = self.sum_by("committee", "welfare_posts", &[], "total_posts")?;
+        let disabled = self.sum_by("committee", "welfare_posts", &[], "disabled_posts")?;
+        let (posts, disabled) = (first(&posts), first(&disabled));
         println!(
-            "  public-welfare posts held for disabled persons: {} of {} ({:.1}%, target ≥ {:.0}%)",
-            self.posts.0,
-            self.posts.1,
-            share(self.posts.0, self.posts.1),
+            "  public-welfare posts held for disabled persons: {disabled} of {posts} ({}, target ≥ {:.0}%)",
+            percent(disabled, posts),
             f64::from(policy.pwp_disabled_share_min_bp) / 100.0
         );
+        let base = first(&self.sum_by("committee", "fund", &[], "fund_base_fen")?);
+        let pwp = first(&self.sum_by("committee", "fund", &[], "pwp_social_insurance_fen")?);
         println!(
-            "  city annual reports filed: {}, marked overdue first: {}",
-            self.reports_filed, self.reports_overdue
+            "  employment security fund used for their social insurance: {} (cap {:.0}%)",
+            percent(pwp, base),
+            f64::from(policy.fund_pwp_cap_bp) / 100.0
         );
-        if let Some((achieved, target)) = self.evaluation {
-            println!(
-                "  end-of-plan evaluation recorded: {achieved} new employment against {target}"
-            );
-        }
-        println!();
-        println!("Disabled Persons' Federation (残联) — the Four Ones (四个一)");
-        println!(
-            "  {:<6}{:>10}{:>12}{:>10}",
-            "year", "verified", "want work", "served"
-        );
-        for y in 2022..=2024 {
-            println!(
-                "  {y:<6}{:>10}{:>12}{:>10}",
-                self.verified.get(&y).copied().unwrap_or(0),
-                self.wants_work.get(&y).copied().unwrap_or(0),
-                self.served.get(&y).copied().unwrap_or(0)
-            );
-        }
-        println!();
-        println!("Human Resources and Social Security (人社厅) — training and placements");
-        println!(
-            "  trained {} persons; subsidies paid ¥{:.2}",
-            self.trained,
-            self.subsidy_fen as f64 / 100.0
-        );
-        let forms: Vec<String> = self
-            .placements_by_form
+        let reports = self.rows("committee", "city_reports")?;
+        let filed = reports
             .iter()
-            .map(|(f, n)| format!("{f} {n}"))
-            .collect();
-        println!("  placements by form: {}", forms.join(", "));
-        println!();
-        println!("Civil Affairs (民政厅) — low-income benefit phase-out (低保渐退)");
+            .filter(|r| !matches!(r.get("submitted_on"), Some(Value::Null) | None))
+            .count();
+        let overdue = reports
+            .iter()
+            .filter(|r| matches!(r.get("overdue"), Some(Value::Bool(true))))
+            .count();
         println!(
-            "  phase-outs started {}, benefit phased out {}, cancelled {}, still running {}; benefits ended outright {}",
-            self.phase_outs_started,
-            self.phase_outs_completed,
-            self.phase_outs_cancelled,
-            self.phase_outs_started
-                .saturating_sub(self.phase_outs_completed + self.phase_outs_cancelled),
-            self.benefits_terminated
+            "  city annual reports filed: {filed} of {}, marked overdue first: {overdue}",
+            13 * 3
         );
+        for r in self.rows("committee", "evaluation")? {
+            println!(
+                "  end-of-plan evaluation {} on {}: {} new employment against {}",
+                text(r.get("plan_id")),
+                text(r.get("completed_on")),
+                text(r.get("new_employment_total")),
+                text(r.get("target"))
+            );
+        }
+        Ok(())
+    }
+
+    fn dpf(&self) -> anyhow::Result<()> {
+        println!();
+        println!(
+            "Disabled Persons' Federation (残联) — the Four Ones (四个一), training, graduates"
+        );
+        let four: Vec<Vec<Value>> = (2022..=2024)
+            .map(|y| {
+                let col = |c: &str| {
+                    self.sum_by("dpf", "four_ones", &["year"], c)
+                        .map(|m| m.get(&y.to_string()).copied().unwrap_or(0))
+                };
+                Ok(vec![
+                    Value::Int(y.into()),
+                    Value::Int(col("verified")?),
+                    Value::Int(col("wants_work")?),
+                    Value::Int(col("assessed")?),
+                    Value::Int(col("need_registered")?),
+                    Value::Int(col("served")?),
+                ])
+            })
+            .collect::<anyhow::Result<_>>()?;
+        read::print_table(
+            &[
+                "year",
+                "verified",
+                "want work",
+                "assessed",
+                "need registered",
+                "served",
+            ],
+            &four,
+        );
+        let persons = self.rows("dpf", "persons")?;
+        let employed = persons
+            .iter()
+            .filter(|r| matches!(r.get("employed"), Some(Value::Bool(true))))
+            .count();
+        let phase_out = persons
+            .iter()
+            .filter(|r| matches!(r.get("in_phase_out"), Some(Value::Bool(true))))
+            .count();
+        println!(
+            "  registered persons {}, employed now {employed}, in a household phase-out {phase_out}",
+            persons.len()
+        );
+        let trained = first(&self.sum_by("dpf", "training", &[], "completed")?);
+        let ledgers = first(&self.sum_by("dpf", "graduates", &[], "ledgers_opened")?);
+        let grads_employed = first(&self.sum_by("dpf", "graduates", &[], "employed")?);
+        println!(
+            "  trained {trained}; graduate ledgers (一人一册) {ledgers}, graduates employed {grads_employed}"
+        );
+        Ok(())
+    }
+
+    fn hrss(&self) -> anyhow::Result<()> {
+        println!();
+        println!(
+            "Human Resources and Social Security (人社厅) — job seekers, training subsidies, placements"
+        );
+        let seekers = self.rows("hrss", "job_seekers")?;
+        let referred = seekers
+            .iter()
+            .filter(|r| matches!(r.get("referred"), Some(Value::Bool(true))))
+            .count();
+        let tuition = first(&self.sum_by("hrss", "training", &[], "tuition_fen")?);
+        let living = first(&self.sum_by("hrss", "training", &[], "living_allowance_fen")?);
+        println!(
+            "  job seekers registered {}, referred with consent {referred}; training subsidies paid ¥{:.2}",
+            seekers.len(),
+            (tuition + living) as f64 / 100.0
+        );
+        let forms = self.sum_by("hrss", "placements", &["employment_form"], "placed")?;
+        let forms: Vec<String> = forms.iter().map(|(f, n)| format!("{f} {n}")).collect();
+        println!("  placements by form: {}", forms.join(", "));
+        Ok(())
+    }
+
+    fn civil_affairs(&self) -> anyhow::Result<()> {
+        println!();
+        println!(
+            "Civil Affairs (民政厅) — dibao households and the low-income benefit phase-out (低保渐退)"
+        );
+        let households = self.rows("civil_affairs", "households")?;
+        let mut states: BTreeMap<String, usize> = BTreeMap::new();
+        for h in &households {
+            let state = match h.get("phase_out_state") {
+                None | Some(Value::Null) => "none".to_owned(),
+                v => text(v),
+            };
+            *states.entry(state).or_default() += 1;
+        }
+        let states: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        println!(
+            "  households {}; phase-out state: {}",
+            households.len(),
+            states.join(", ")
+        );
+        let end =
+            NaiveDate::from_ymd_opt(PLAN_END.0, PLAN_END.1, PLAN_END.2).context("plan end")?;
+        let soon: Vec<String> = households
+            .iter()
+            .filter(|h| text(h.get("phase_out_state")) == "active")
+            .filter_map(|h| text(h.get("planned_end")).parse::<NaiveDate>().ok())
+            .filter(|d| *d >= end && (*d - end).num_days() <= 30)
+            .map(|d| d.to_string())
+            .collect();
+        println!(
+            "  active phase-outs ending within 30 days of {end}: {}",
+            soon.len()
+        );
+        Ok(())
+    }
+
+    fn education(&self) -> anyhow::Result<()> {
+        println!();
+        println!("Education (教育厅) — graduate cohorts and outcomes (status only)");
+        let matched = first(&self.sum_by("education", "cohorts", &[], "matched")?);
+        let unmatched = first(&self.sum_by("education", "cohorts", &[], "unmatched")?);
+        println!("  cohort records matched {matched}, unmatched {unmatched}");
+        let outcomes = self.sum_by("education", "school_outcomes", &["outcome"], "graduates")?;
+        let outcomes: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
+        println!("  outcomes: {}", outcomes.join(", "));
+        Ok(())
+    }
+
+    fn sasac(&self, policy: &pathway_domain::policy::Policy) -> anyhow::Result<()> {
         println!();
         println!("SASAC (国资委) and Organization Department (组织部) — quota and public units");
+        let quota = self.rows("sasac", "quota")?;
+        let met = quota
+            .iter()
+            .filter(|r| matches!(r.get("meets_quota"), Some(Value::Bool(true))))
+            .count();
         println!(
-            "  quota reports {}, meeting the {:.1}% quota {}",
-            self.quota_reports,
-            f64::from(policy.quota_ratio_bp) / 100.0,
-            self.quota_met
+            "  quota reports {}, meeting the {:.1}% quota {met}",
+            quota.len(),
+            f64::from(policy.quota_ratio_bp) / 100.0
         );
+        let units = self.rows("sasac", "public_units")?;
+        let applies = units
+            .iter()
+            .filter(|r| matches!(r.get("rule_applies"), Some(Value::Bool(true))))
+            .count();
+        let obligated = units
+            .iter()
+            .filter(|r| matches!(r.get("obligated"), Some(Value::Bool(true))))
+            .count();
         println!(
-            "  public-unit evaluations {}, obliged to hire at least one disabled person {}, schools exempt {}",
-            self.units_evaluated, self.units_obligated, self.units_exempt_school
+            "  public-unit evaluations {}, covered by R-PUB-1/2 {applies}, obliged to hire at least one disabled person {obligated}",
+            units.len()
         );
+        let cadres = self.rows("sasac", "dpf_cadres")?;
+        let compliant = cadres
+            .iter()
+            .filter(|r| matches!(r.get("compliant"), Some(Value::Bool(true))))
+            .count();
         println!(
-            "  DPF organs with disabled cadres ≥ {:.0}%: {} of {}",
+            "  DPF organs with disabled cadres ≥ {:.0}%: {compliant} of {}",
             f64::from(policy.dpf_cadre_share_min_bp) / 100.0,
-            self.cadre_compliant.0,
-            self.cadre_compliant.1
+            cadres.len()
         );
+        Ok(())
+    }
+}
+
+fn text(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".to_owned(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Int(i)) => i.to_string(),
+        Some(Value::Text(s)) => s.clone(),
+    }
+}
+
+fn int(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::Int(i)) => *i,
+        _ => 0,
+    }
+}
+
+/// The single total of an ungrouped sum.
+fn first(m: &BTreeMap<String, i64>) -> i64 {
+    m.values().sum()
+}
+
+fn percent(n: i64, d: i64) -> String {
+    if d == 0 {
+        "-".to_owned()
+    } else {
+        format!("{:.1}%", 100.0 * n as f64 / d as f64)
     }
 }

@@ -5,6 +5,7 @@
 mod bench;
 mod demo;
 mod import;
+mod read;
 mod store;
 mod validate;
 
@@ -43,6 +44,13 @@ enum Command {
     /// Measure the event log: append and read throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Keep read models current, rebuild one, or show their lag.
+    #[command(subcommand)]
+    Projections(read::ProjectionsCommand),
+    /// Print a department's read model (all its tables, or one).
+    Query(read::QueryArgs),
+    /// The annual monitoring report each city files at year-end, per city and province.
+    Report(read::ReportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +83,15 @@ fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             .block_on(demo::run(args))
             .map(|()| ExitCode::SUCCESS),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
+        Command::Projections(cmd) => runtime()?
+            .block_on(read::projections(cmd))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Query(args) => runtime()?
+            .block_on(read::query(args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Report(args) => runtime()?
+            .block_on(read::report(args))
+            .map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => runtime()?.block_on(store::verify(args)),
         Command::Bench(cmd) => runtime()?
             .block_on(bench::run(cmd))

@@ -114,36 +114,8 @@ impl From<GraduateOutcome> for pb::GraduateOutcome {
     }
 }
 
-/// A form of employment, as in `pb::EmploymentForm`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EmploymentForm {
-    Quota,
-    Centralised,
-    SelfEmployed,
-    Entrepreneurship,
-    PublicWelfarePost,
-    Auxiliary,
-    Flexible,
-    Farming,
-    BlindMassage,
-}
-
-impl From<EmploymentForm> for pb::EmploymentForm {
-    fn from(f: EmploymentForm) -> Self {
-        match f {
-            EmploymentForm::Quota => pb::EmploymentForm::Quota,
-            EmploymentForm::Centralised => pb::EmploymentForm::Centralised,
-            EmploymentForm::SelfEmployed => pb::EmploymentForm::SelfEmployed,
-            EmploymentForm::Entrepreneurship => pb::EmploymentForm::Entrepreneurship,
-            EmploymentForm::PublicWelfarePost => pb::EmploymentForm::PublicWelfarePost,
-            EmploymentForm::Auxiliary => pb::EmploymentForm::Auxiliary,
-            EmploymentForm::Flexible => pb::EmploymentForm::Flexible,
-            EmploymentForm::Farming => pb::EmploymentForm::Farming,
-            EmploymentForm::BlindMassage => pb::EmploymentForm::BlindMassage,
-        }
-    }
-}
+/// The form of an employed graduate's job: the same forms as placements.
+pub use crate::person::EmploymentForm;
 
 /// Commands of a [`Cohort`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -506,7 +478,7 @@ impl Aggregate for GraduateLedger {
             } => {
                 let (ledger_id, person_ref) = self.planned()?;
                 let form = match (outcome, employment_form) {
-                    (GraduateOutcome::Employed, Some(f)) => pb::EmploymentForm::from(*f),
+                    (GraduateOutcome::Employed, Some(f)) => f.pb(),
                     (GraduateOutcome::Employed, None) => {
                         return Err(Rejection::new(
                             "employment_form",

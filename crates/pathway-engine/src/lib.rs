@@ -74,7 +74,7 @@ pub struct CommandMeta {
 }
 
 /// What a handled command did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Handled {
     /// The events appended (empty when the command changed nothing).
     pub events: Vec<Event>,

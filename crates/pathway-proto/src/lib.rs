@@ -13,6 +13,29 @@ pub mod events {
     }
 }
 
+/// Department views of events, as published to each department over NATS.
+pub mod views {
+    pub mod v1 {
+        #![allow(clippy::all, unreachable_pub, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/pathway.views.v1.rs"));
+    }
+}
+
+/// The graduate exchange between Education and Pathway: cohort batches in,
+/// status-only outcomes and rejections out.
+pub mod exchange {
+    pub mod v1 {
+        #![allow(clippy::all, unreachable_pub, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/pathway.exchange.v1.rs"));
+    }
+}
+
+/// The compiled schema of the published messages (`pathway.views.v1` and
+/// `pathway.exchange.v1`), for decoding them by reflection (JSON output) and
+/// for their golden fixtures.
+pub const PUBLISHED_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/published_descriptor_set.bin"));
+
 /// The compiled schema (a `FileDescriptorSet`), for reflection in tests and tools.
 pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor_set.bin"));
 

@@ -62,6 +62,20 @@ pub struct SimStats {
     pub verified: BTreeMap<(String, i32), u32>,
     /// Persons trained, by city code and year.
     pub trained: BTreeMap<(String, i32), u32>,
+    /// Persons who consented to referral to public employment services.
+    pub consented: BTreeMap<String, bool>,
+    /// Registered persons who graduate from university, by person ref.
+    pub graduates: BTreeMap<String, Graduate>,
+}
+
+/// A simulated university graduate, reported by Education in a cohort.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Graduate {
+    /// HMAC of the ID number, hex (the exchange's matching key).
+    pub id_hmac_hex: String,
+    pub residence_region: String,
+    pub year: i32,
+    pub school: String,
 }
 
 impl SimStats {
@@ -81,6 +95,8 @@ impl SimStats {
         for (k, v) in other.trained {
             *self.trained.entry(k).or_default() += v;
         }
+        self.graduates.extend(other.graduates);
+        self.consented.extend(other.consented);
     }
 }
 
@@ -202,6 +218,9 @@ pub async fn run<S: EventStore + Clone>(
         done += 1;
         progress(done, cfg.persons);
     }
+    let mut actor = Actor::new(engine, cfg.seed, u64::MAX / 4);
+    life::graduates(&mut actor, &stats.graduates).await?;
+    stats.merge(actor.stats);
     let mut actor = Actor::new(engine, cfg.seed, u64::MAX / 2);
     life::governance(&mut actor, &stats).await?;
     stats.merge(actor.stats);

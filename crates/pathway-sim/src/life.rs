@@ -6,6 +6,10 @@ use hmac::{Hmac, Mac};
 use pathway_domain::{
     employer::{self, AdminLevel, EmployerCommand, OrgType},
     governance::{CityReport, CityReportCommand, Evaluation, EvaluationCommand},
+    graduates::{
+        Cohort, CohortCommand, GraduateLedger, GraduateLevel, GraduateMeasure, GraduateOutcome,
+        LedgerCommand, UnmatchedReason,
+    },
     household::{
         AssertLowIncomeStatus, BenefitMode, CancelPhaseOut, CompletePhaseOut, Household,
         HouseholdCommand, LowIncomeStatus, PhaseOutCancelReason, ReassessIncome,
@@ -13,10 +17,10 @@ use pathway_domain::{
     },
     pb,
     person::{
-        AssessCapacity, CompleteTraining, ContractType, EmploymentForm, EmploymentStatus,
-        EndPlacement, EnrollTrainee, GrantTrainingSubsidy, Person, PersonCommand, PlacePerson,
-        PlacementEndReason, ProvideService, RecordCertificate, RegisterNeed, RegisterPerson,
-        ServiceType, VerifyBasicInfo,
+        AssessCapacity, CompleteTraining, Consent, ConsentPurpose, ContractType, EmploymentForm,
+        EmploymentStatus, EndPlacement, EnrollTrainee, GrantTrainingSubsidy, Person, PersonCommand,
+        PlacePerson, PlacementEndReason, ProvideService, RecordCertificate, RegisterNeed,
+        RegisterPerson, ServiceType, VerifyBasicInfo,
     },
     training::{
         RegisterProgramme, TrainingCommand, TrainingCycle, TrainingProgramme, TrainingType,
@@ -28,7 +32,7 @@ use pathway_store::EventStore;
 use rand::{Rng, rngs::StdRng};
 use sha2::Sha256;
 
-use crate::{Actor, SimError, SimStats, names};
+use crate::{Actor, Graduate, SimError, SimStats, names};
 
 /// The key the simulated exchange uses for ID-number HMACs (demo data only).
 const DEMO_EXCHANGE_KEY: &[u8] = b"pathway-demo-exchange-key";
@@ -37,6 +41,15 @@ const DIBAO_STANDARD_FEN: i64 = 75_000;
 const PLAN_YEARS: std::ops::RangeInclusive<i32> = 2022..=2024;
 /// Characters of a credit code's body (GB 32100 excludes I, O, S, V, Z).
 const USCC_CHARS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
+
+/// Universities whose disabled graduates the simulation follows.
+const SCHOOLS: [&str; 5] = [
+    "黑龙江大学",
+    "哈尔滨工业大学",
+    "东北林业大学",
+    "哈尔滨医科大学",
+    "佳木斯大学",
+];
 
 /// An employer the simulated persons can be placed with.
 #[derive(Debug, Clone)]
@@ -263,6 +276,21 @@ pub(crate) async fn person<S: EventStore + Clone>(
     a.send::<Person>(&stream, &cert, dpf, city.code, registered_on)
         .await?;
 
+    // Young persons may be at university; Education reports its graduates.
+    if birth.year() >= 1998 && a.rng().random_bool(0.5) {
+        let year = a.rng().random_range(PLAN_YEARS);
+        let school = SCHOOLS[a.rng().random_range(0..SCHOOLS.len())].to_owned();
+        a.stats.graduates.insert(
+            person_ref.clone(),
+            Graduate {
+                id_hmac_hex: hex::encode(hmac(&id_number)),
+                residence_region: residence.clone(),
+                year,
+                school,
+            },
+        );
+    }
+
     // Some households receive dibao; Civil Affairs asserts it.
     let household_ref = if a.rng().random_bool(0.08) {
         let household_ref = a.uuid().to_string();
@@ -391,6 +419,19 @@ async fn four_ones<S: EventStore + Clone>(
     });
     a.send::<Person>(stream, &need, dpf, city.code, plus(base, 20))
         .await?;
+    if !a.stats.consented.contains_key(person_ref) && a.rng().random_bool(0.6) {
+        // Most job seekers agree to be referred to public employment services.
+        let consent = PersonCommand::GrantConsent(Consent {
+            person_ref: person_ref.to_owned(),
+            purpose: ConsentPurpose::ReferToHrss,
+        });
+        if a.send::<Person>(stream, &consent, dpf, city.code, plus(base, 21))
+            .await?
+            .is_some()
+        {
+            a.stats.consented.insert(person_ref.to_owned(), true);
+        }
+    }
     let services = ServiceType::ALL;
     let service = PersonCommand::ProvideService(ProvideService {
         person_ref: person_ref.to_owned(),
@@ -832,5 +873,112 @@ pub(crate) async fn governance<S: EventStore + Clone>(
         ymd(2025, 1, 25),
     )
     .await?;
+    Ok(())
+}
+
+/// Education sends one cohort a year (with a few records that match no
+/// registered person); each matched graduate gets a ledger, a plan, a
+/// service and a year-end outcome.
+pub(crate) async fn graduates<S: EventStore + Clone>(
+    a: &mut Actor<'_, S>,
+    graduates: &std::collections::BTreeMap<String, Graduate>,
+) -> Result<(), SimError> {
+    const UNMATCHED_PER_COHORT: u32 = 3;
+    for year in PLAN_YEARS {
+        let batch_id = format!("edu-{year}");
+        let stream = format!("cohort-{batch_id}");
+        let of_year: Vec<(&String, &Graduate)> =
+            graduates.iter().filter(|(_, g)| g.year == year).collect();
+        let received_on = ymd(year, 3, 15);
+        let receive = CohortCommand::ReceiveCohort {
+            batch_id: batch_id.clone(),
+            year,
+            record_count: of_year.len() as u32 + UNMATCHED_PER_COHORT,
+        };
+        a.send::<Cohort>(
+            &stream,
+            &receive,
+            pb::Department::Education,
+            "230000",
+            received_on,
+        )
+        .await?;
+        for (person_ref, g) in &of_year {
+            let matched = CohortCommand::RecordMatch {
+                person_ref: (*person_ref).clone(),
+                id_hmac: g.id_hmac_hex.clone(),
+                school: g.school.clone(),
+                major: "computer science".to_owned(),
+                level: GraduateLevel::Bachelor,
+                expected_graduation: ymd(year, 6, 30),
+                residence_region: g.residence_region.clone(),
+            };
+            a.send::<Cohort>(
+                &stream,
+                &matched,
+                pb::Department::Pathway,
+                "230000",
+                received_on,
+            )
+            .await?;
+        }
+        for k in 0..UNMATCHED_PER_COHORT {
+            let unmatched = CohortCommand::RecordUnmatched {
+                record_hash: hex::encode(hmac(&format!("{batch_id}-unmatched-{k}"))),
+                reason: UnmatchedReason::NotRegistered,
+            };
+            a.send::<Cohort>(
+                &stream,
+                &unmatched,
+                pb::Department::Pathway,
+                "230000",
+                received_on,
+            )
+            .await?;
+        }
+        for (person_ref, g) in of_year {
+            let city = format!("{}00", &g.residence_region[..4]);
+            let ledger = format!("ledger-{person_ref}-{year}");
+            let dpf = pb::Department::Dpf;
+            let open = LedgerCommand::OpenLedger {
+                ledger_id: a.uuid().to_string(),
+                person_ref: person_ref.clone(),
+                year,
+                city: g.residence_region.clone(),
+                school: g.school.clone(),
+            };
+            if a.send::<GraduateLedger>(&ledger, &open, dpf, &city, ymd(year, 4, 1))
+                .await?
+                .is_none()
+            {
+                continue;
+            }
+            let plan = LedgerCommand::SetPlan {
+                measures: vec![GraduateMeasure::JobReferral, GraduateMeasure::Training],
+                target_date: ymd(year, 11, 30),
+            };
+            a.send::<GraduateLedger>(&ledger, &plan, dpf, &city, ymd(year, 4, 20))
+                .await?;
+            let service = LedgerCommand::DeliverService {
+                measure: GraduateMeasure::JobReferral,
+                provider_org: format!("{city}-employment-service"),
+                delivered_on: ymd(year, 7, 15),
+            };
+            a.send::<GraduateLedger>(&ledger, &service, dpf, &city, ymd(year, 7, 15))
+                .await?;
+            let employed = a.rng().random_bool(0.62);
+            let outcome = LedgerCommand::RecordOutcome {
+                outcome: if employed {
+                    GraduateOutcome::Employed
+                } else {
+                    GraduateOutcome::NotYetEmployed
+                },
+                employment_form: employed.then_some(EmploymentForm::Flexible),
+                recorded_on: ymd(year, 12, 15),
+            };
+            a.send::<GraduateLedger>(&ledger, &outcome, dpf, &city, ymd(year, 12, 15))
+                .await?;
+        }
+    }
     Ok(())
 }

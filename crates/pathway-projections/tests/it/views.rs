@@ -265,6 +265,11 @@ AllocationCapOverrideApproved     committee
 CityAnnualReportSubmitted         committee
 CityAnnualReportOverdue           committee
 ProvincialEvaluationCompleted     committee
+SagaStepTaken                     -
+SagaTimerFired                    -
+SagaRouterCheckpointed            -
+LogCheckpointSigned               -
+AuditWarrantIssued                -
 ";
 
 #[test]

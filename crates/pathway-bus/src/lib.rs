@@ -1,0 +1,31 @@
+//! Distribution of the log over NATS JetStream.
+//!
+//! PostgreSQL (or the embedded store) stays the system of record; NATS is a
+//! replayable distribution layer, rebuilt from the log whenever in doubt.
+//!
+//! - [`subjects`]: the one subject scheme, `pathway.v1.<department>.<context>.<event>`,
+//!   and one JetStream stream per department (plus the auditors').
+//! - [`outgoing`]: what one stored event becomes on the bus — each
+//!   department's view as its own `pathway.views.v1` message, never the raw
+//!   event; the auditors get the full record.
+//! - [`relay`]: follows the log from a durable checkpoint and publishes each
+//!   event in log order, with `Nats-Msg-Id` = event id, advancing the
+//!   checkpoint only after every publish of a batch is acknowledged.
+//! - [`coordinator`]: who may relay (one leader per database) and where the
+//!   checkpoint lives (a PostgreSQL table, or a SQLite file beside the
+//!   embedded store).
+//! - [`consumer`]: durable pull consumers with explicit acks, decoding each
+//!   message to JSON for `pathway subscribe`.
+//!
+//! Only this crate knows NATS.
+
+pub mod consumer;
+pub mod coordinator;
+mod error;
+pub mod limits;
+pub mod outgoing;
+pub mod relay;
+pub mod subjects;
+mod views_pb;
+
+pub use error::BusError;

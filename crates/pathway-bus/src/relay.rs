@@ -1,0 +1,259 @@
+//! The relay: follows the log from its checkpoint and publishes every event
+//! to JetStream, in log order.
+//!
+//! One cycle: ensure the streams, read each stream's tail (its last sequence
+//! and the log position of its last message, from the `Pathway-Position`
+//! header), then follow the log from checkpoint + 1 a batch at a time. For
+//! each event of a batch, each of its [`outgoing`] messages is published with
+//! - `Nats-Msg-Id` = the event id (JetStream drops a repeat inside the
+//!   duplicate window),
+//! - `Nats-Expected-Last-Sequence` = the stream's sequence before it, so a
+//!   message is stored only right after its predecessor: publishes are
+//!   pipelined, yet a lost one can never be overtaken by a later one, and
+//! - `Pathway-Position` = its log position.
+//!
+//! A message whose position is at or below its stream's tail is already
+//! there and is skipped, so a restart between a publish and the checkpoint
+//! write publishes nothing twice. The checkpoint is advanced to the batch's
+//! last position only after every publish of the batch is acknowledged. Any
+//! failure (NATS down, an ack timeout, a sequence mismatch) ends the cycle;
+//! the next one starts again from the checkpoint after
+//! [`RELAY_RETRY_BACKOFF_MS`]. Appends to the log never wait for the relay.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use async_nats::{HeaderMap, header};
+use futures::FutureExt as _;
+use pathway_store::{EventStore, subscribe_all};
+
+use crate::coordinator::Coordinator;
+use crate::limits::{
+    RELAY_ACK_TIMEOUT_MS, RELAY_ACKS_INFLIGHT_MAX, RELAY_BATCH_EVENTS_MAX, RELAY_RETRY_BACKOFF_MS,
+    STREAM_DUPLICATE_WINDOW_S, STREAM_MAX_AGE_DAYS, STREAM_MAX_BYTES,
+};
+use crate::outgoing::outgoing;
+use crate::subjects::Department;
+use crate::BusError;
+
+/// The header carrying a message's log position.
+pub const POSITION_HEADER: &str = "Pathway-Position";
+/// The header carrying a message's event type.
+pub const EVENT_TYPE_HEADER: &str = "Pathway-Event-Type";
+
+/// The configuration of one department's stream: file storage, limits
+/// retention with an explicit age and size, and the duplicate window.
+pub fn stream_config(department: Department) -> stream::Config {
+    stream::Config {
+        name: department.stream(),
+        description: Some(format!(
+            "Pathway events as the {department} reader sees them; rebuildable from the log"
+        )),
+        subjects: vec![department.wildcard()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        max_age: Duration::from_secs(STREAM_MAX_AGE_DAYS * 24 * 3600),
+        max_bytes: STREAM_MAX_BYTES,
+        duplicate_window: Duration::from_secs(STREAM_DUPLICATE_WINDOW_S),
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
+/// Creates or updates every stream.
+pub async fn ensure_streams(js: &jetstream::Context) -> Result<(), BusError> {
+    for d in Department::ALL {
+        js.create_or_update_stream(stream_config(d))
+            .await
+            .map_err(|e| BusError::nats("create stream", e))?;
+    }
+    Ok(())
+}
+
+/// Deletes every stream (and its consumers), for a rebuild.
+pub async fn delete_streams(js: &jetstream::Context) -> Result<(), BusError> {
+    for d in Department::ALL {
+        match js.delete_stream(d.stream()).await {
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("not found") => {}
+            Err(e) => return Err(BusError::nats("delete stream", e)),
+        }
+    }
+    Ok(())
+}
+
+/// A JetStream context for the relay: bounded acks in flight, with backpressure.
+pub fn relay_context(client: async_nats::Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_millis(RELAY_ACK_TIMEOUT_MS))
+        .max_ack_inflight(RELAY_ACKS_INFLIGHT_MAX)
+        .backpressure_on_inflight(true)
+        .build(client)
+}
+
+/// Where a stream ends.
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    /// The stream's last sequence.
+    sequence: u64,
+    /// The log position of its last message (0 if unknown or empty).
+    position: u64,
+}
+
+async fn read_tail(js: &jetstream::Context, d: Department) -> Result<Tail, BusError> {
+    let mut s = js
+        .get_stream(d.stream())
+        .await
+        .map_err(|e| BusError::nats("stream info", e))?;
+    let state = s
+        .info()
+        .await
+        .map_err(|e| BusError::nats("stream info", e))?
+        .state
+        .clone();
+    let mut position = 0;
+    if state.messages > 0 {
+        if let Ok(m) = s.get_raw_message(state.last_sequence).await {
+            position = m
+                .headers
+                .get(POSITION_HEADER)
+                .and_then(|v| v.as_str().parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(Tail {
+        sequence: state.last_sequence,
+        position,
+    })
+}
+
+/// The relay. See the module docs.
+pub struct Relay<S, C> {
+    store: S,
+    coordinator: C,
+    js: jetstream::Context,
+    batch_events_max: usize,
+}
+
+impl<S, C> std::fmt::Debug for Relay<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("batch_events_max", &self.batch_events_max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
+    /// A relay from `store` to the JetStream of `client`.
+    pub fn new(store: S, coordinator: C, client: async_nats::Client) -> Self {
+        Relay {
+            store,
+            coordinator,
+            js: relay_context(client),
+            batch_events_max: RELAY_BATCH_EVENTS_MAX,
+        }
+    }
+
+    /// Publishes at most `events` events per batch (and checkpoint write).
+    pub fn with_batch_events_max(mut self, events: usize) -> Self {
+        self.batch_events_max = events.clamp(1, RELAY_BATCH_EVENTS_MAX);
+        self
+    }
+
+    /// Becomes the leader (waiting as a standby), deletes every stream and
+    /// sets the checkpoint to `from - 1`, so the next [`Relay::run`]
+    /// republishes positions `from..` into fresh streams.
+    pub async fn rebuild(&mut self, from: u64) -> Result<(), BusError> {
+        self.coordinator.lead().await?;
+        delete_streams(&self.js).await?;
+        ensure_streams(&self.js).await?;
+        self.coordinator
+            .set_checkpoint(from.saturating_sub(1))
+            .await?;
+        tracing::info!(from, "streams deleted; republishing from the log");
+        Ok(())
+    }
+
+    /// Runs until the task is dropped: lead, then relay, retrying every
+    /// failure after a pause. Returns only if the log itself fails to decode.
+    #[tracing::instrument(name = "relay", skip_all)]
+    pub async fn run(mut self) -> Result<(), BusError> {
+        loop {
+            self.coordinator.lead().await?;
+            match self.cycle().await {
+                Err(e @ BusError::Decode { .. }) => return Err(e),
+                Err(BusError::Resync { stream, detail }) => {
+                    tracing::debug!(stream, detail, "re-reading stream tails");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay cycle failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(RELAY_RETRY_BACKOFF_MS)).await;
+                }
+                Ok(()) => {}
+            }
+        }
+    }
+
+    async fn cycle(&mut self) -> Result<(), BusError> {
+        ensure_streams(&self.js).await?;
+        let mut tails = BTreeMap::new();
+        for d in Department::ALL {
+            tails.insert(d, read_tail(&self.js, d).await?);
+        }
+        let checkpoint = self.coordinator.checkpoint().await?;
+        tracing::info!(checkpoint, "relaying from checkpoint");
+        let mut log = subscribe_all(&self.store, checkpoint + 1);
+        let mut batch = Vec::with_capacity(self.batch_events_max);
+        let mut acks = Vec::with_capacity(self.batch_events_max * 2);
+        loop {
+            batch.clear();
+            batch.push(log.next().await?);
+            while batch.len() < self.batch_events_max {
+                match log.next().now_or_never() {
+                    Some(event) => batch.push(event?),
+                    None => break,
+                }
+            }
+            for record in &batch {
+                for m in outgoing(record)? {
+                    let tail = tails.get_mut(&m.department).expect("every department has a tail");
+                    if record.position <= tail.position {
+                        continue;
+                    }
+                    let mut headers = HeaderMap::new();
+                    headers.insert(header::NATS_MESSAGE_ID, record.event_id.to_string().as_str());
+                    headers.insert(
+                        header::NATS_EXPECTED_LAST_SEQUENCE,
+                        tail.sequence.to_string().as_str(),
+                    );
+                    headers.insert(POSITION_HEADER, record.position.to_string().as_str());
+                    headers.insert(EVENT_TYPE_HEADER, record.event_type.as_str());
+                    let ack = self
+                        .js
+                        .send_publish(m.subject, PublishMessage::build().payload(m.payload).headers(headers))
+                        .await
+                        .map_err(|e| BusError::nats("publish", e))?;
+                    tail.sequence += 1;
+                    tail.position = record.position;
+                    acks.push((m.department, ack));
+                }
+            }
+            for (department, ack) in acks.drain(..) {
+                let ack = ack.await.map_err(|e| BusError::nats("publish ack", e))?;
+                if ack.duplicate {
+                    // Stored before (a publish of an earlier cycle landed
+                    // late): our sequence count is off by one.
+                    return Err(BusError::Resync {
+                        stream: department.stream(),
+                        detail: "duplicate acknowledged".into(),
+                    });
+                }
+            }
+            let last = batch.last().expect("a batch has an event").position;
+            self.coordinator.set_checkpoint(last).await?;
+            tracing::debug!(position = last, events = batch.len(), "batch relayed");
+        }
+    }
+}
