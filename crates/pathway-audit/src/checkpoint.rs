@@ -22,8 +22,11 @@ use std::{io::Write as _, path::Path};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{
-    Signature, Signer as _, SigningKey, VerifyingKey,
-    pkcs8::{DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _, spki::der::pem::LineEnding},
+    Signature, Signer as _, SigningKey,
+    pkcs8::{
+        DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _,
+        spki::der::pem::LineEnding,
+    },
 };
 use pathway_domain::pb;
 use pathway_proto::Message as _;
@@ -32,6 +35,8 @@ use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use crate::{AuditError, CHECKPOINT_STREAM};
+
+pub use ed25519_dalek::{SigningKey as CheckpointKey, VerifyingKey};
 
 /// Domain separation of the signed statement.
 const STATEMENT_TAG: &[u8] = b"pathway.checkpoint.v1";
@@ -150,10 +155,22 @@ impl Checkpoint {
             .ok_or("signed_at is missing or out of range")?;
         Ok(Checkpoint {
             position: e.position,
-            head_hash: e.head_hash.as_slice().try_into().map_err(|_| "head_hash is not 32 bytes")?,
+            head_hash: e
+                .head_hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| "head_hash is not 32 bytes")?,
             signed_at,
-            public_key: e.public_key.as_slice().try_into().map_err(|_| "public_key is not 32 bytes")?,
-            signature: e.signature.as_slice().try_into().map_err(|_| "signature is not 64 bytes")?,
+            public_key: e
+                .public_key
+                .as_slice()
+                .try_into()
+                .map_err(|_| "public_key is not 32 bytes")?,
+            signature: e
+                .signature
+                .as_slice()
+                .try_into()
+                .map_err(|_| "signature is not 64 bytes")?,
             event_position: Some(event_position),
         })
     }
@@ -188,7 +205,10 @@ impl Checkpoint {
         let f: CheckpointFile =
             serde_json::from_str(text).map_err(|e| format!("not a checkpoint file: {e}"))?;
         if f.format != CHECKPOINT_FILE_FORMAT {
-            return Err(format!("format {:?}, expected {CHECKPOINT_FILE_FORMAT:?}", f.format));
+            return Err(format!(
+                "format {:?}, expected {CHECKPOINT_FILE_FORMAT:?}",
+                f.format
+            ));
         }
         fn bytes<const N: usize>(name: &str, hex_text: &str) -> Result<[u8; N], String> {
             let v = hex::decode(hex_text).map_err(|e| format!("{name}: {e}"))?;
@@ -317,7 +337,10 @@ pub fn read_key(path: &Path) -> Result<SigningKey, AuditError> {
         if mode & 0o077 != 0 {
             return Err(AuditError::format(
                 path,
-                format!("key file has mode {:o}; it must be readable by its owner only (chmod 600)", mode & 0o777),
+                format!(
+                    "key file has mode {:o}; it must be readable by its owner only (chmod 600)",
+                    mode & 0o777
+                ),
             ));
         }
     }
@@ -336,8 +359,9 @@ pub fn parse_public_key(arg: &str) -> Result<VerifyingKey, AuditError> {
     };
     let text = text.trim();
     if text.starts_with("-----BEGIN") {
-        return VerifyingKey::from_public_key_pem(text)
-            .map_err(|e| AuditError::format(Path::new(arg), format!("not an Ed25519 public key: {e}")));
+        return VerifyingKey::from_public_key_pem(text).map_err(|e| {
+            AuditError::format(Path::new(arg), format!("not an Ed25519 public key: {e}"))
+        });
     }
     let bytes: [u8; 32] = hex::decode(text)
         .ok()
@@ -374,7 +398,8 @@ impl CheckpointFinding {
                 "checkpoint ok: position {} still has hash {} (signed {} by key {}); the log extends it",
                 cp.position,
                 hex::encode(cp.head_hash),
-                cp.signed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                cp.signed_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 key_id(&cp.public_key)
             ),
             CheckpointFinding::BadSignature(why) => format!("checkpoint rejected: {why}"),

@@ -69,7 +69,10 @@ pub async fn verify_store<S: EventStore>(
             .await?;
         if batch.is_empty() {
             let at = verifier.last_position + 1;
-            return Ok(report(&verifier, Some(broken(at, ChainBreakKind::RecordMissing))));
+            return Ok(report(
+                &verifier,
+                Some(broken(at, ChainBreakKind::RecordMissing)),
+            ));
         }
         for r in &batch {
             if let Err(b) = verifier.check(r) {
@@ -164,7 +167,7 @@ pub async fn verify_postgres(
          WHERE position BETWEEN {from} AND {to} ORDER BY position) TO STDOUT (FORMAT binary)"
     );
     let stream = client.copy_out(sql.as_str()).await.map_err(pg)?;
-    let mut stream = std::pin::pin!(stream);
+    let mut stream = Box::pin(stream);
     let mut buf = BytesMut::new();
     let mut header_read = false;
     let mut finding = None;
@@ -211,7 +214,10 @@ pub async fn verify_postgres(
     }
     if verifier.last_position < to {
         let at = verifier.last_position + 1;
-        return Ok(report(&verifier, Some(broken(at, ChainBreakKind::RecordMissing))));
+        return Ok(report(
+            &verifier,
+            Some(broken(at, ChainBreakKind::RecordMissing)),
+        ));
     }
     Ok(report(&verifier, None))
 }
@@ -250,7 +256,10 @@ fn parse_header(buf: &[u8]) -> Result<Option<usize>, AuditError> {
         return Ok(None);
     }
     if &buf[..COPY_SIGNATURE.len()] != COPY_SIGNATURE {
-        return Err(corrupt(0, "COPY stream does not start with the binary signature"));
+        return Err(corrupt(
+            0,
+            "COPY stream does not start with the binary signature",
+        ));
     }
     let ext = i32::from_be_bytes(buf[fixed - 4..fixed].try_into().expect("4 bytes"));
     let ext = usize::try_from(ext).map_err(|_| corrupt(0, "negative COPY header extension"))?;
@@ -276,7 +285,10 @@ fn parse_row(buf: &[u8], position: u64) -> Result<Parsed<'_>, AuditError> {
         return Ok(Parsed::Trailer);
     }
     if count != COPY_FIELDS {
-        return Err(corrupt(position, "COPY row has an unexpected number of columns"));
+        return Err(corrupt(
+            position,
+            "COPY row has an unexpected number of columns",
+        ));
     }
     at += 2;
     let mut fields: [&[u8]; COPY_FIELDS as usize] = [&[]; COPY_FIELDS as usize];
@@ -299,11 +311,13 @@ fn parse_row(buf: &[u8], position: u64) -> Result<Parsed<'_>, AuditError> {
         })?))
     };
     let text = |b, name: &str| {
-        std::str::from_utf8(b).map_err(|_| corrupt(position, &format!("column {name} is not UTF-8")))
+        std::str::from_utf8(b)
+            .map_err(|_| corrupt(position, &format!("column {name} is not UTF-8")))
     };
     let row_position = int8(fields[0], "position")?;
     let row = Row {
-        position: u64::try_from(row_position).map_err(|_| corrupt(position, "negative position"))?,
+        position: u64::try_from(row_position)
+            .map_err(|_| corrupt(position, "negative position"))?,
         stream_id: text(fields[1], "stream_id")?,
         stream_version: u64::try_from(int8(fields[2], "stream_version")?)
             .map_err(|_| corrupt(position, "negative stream_version"))?,

@@ -41,21 +41,16 @@ pub fn default_durable(department: Department) -> String {
 
 /// The configuration of a durable pull consumer.
 pub fn consumer_config(durable: &str, start: Start) -> consumer::pull::Config {
-    let (deliver_policy, opt_start) = match start {
-        Start::New => (consumer::DeliverPolicy::New, None),
-        Start::FromStart => (consumer::DeliverPolicy::All, None),
-        Start::Since(t) => (
-            consumer::DeliverPolicy::ByStartTime {
-                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
-                    i128::from(t.timestamp()) * 1_000_000_000
-                        + i128::from(t.timestamp_subsec_nanos()),
-                )
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-            },
-            Some(()),
-        ),
+    let deliver_policy = match start {
+        Start::New => consumer::DeliverPolicy::New,
+        Start::FromStart => consumer::DeliverPolicy::All,
+        Start::Since(t) => consumer::DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos()),
+            )
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        },
     };
-    let _ = opt_start;
     consumer::pull::Config {
         durable_name: Some(durable.to_owned()),
         deliver_policy,

@@ -4,7 +4,7 @@
 //! `pathway.v1.<department>.<context>.<event>`: the scheme version, the
 //! reading department (or `audit`), the bounded context the event belongs to
 //! (the name of its file in `proto/pathway/events/v1`) and the event type in
-//! snake case — e.g. `pathway.v1.civil_affairs.welfare.phase_out_started`.
+//! snake case — e.g. `pathway.v1.civil_affairs.assistance.phase_out_started`.
 //! Each department has its own stream (`PATHWAY_CIVIL_AFFAIRS` holds
 //! `pathway.v1.civil_affairs.>`), so NATS permissions and retention are per
 //! department and one event id appears at most once per stream.
@@ -153,7 +153,7 @@ mod tests {
     fn subjects_follow_the_scheme() {
         assert_eq!(
             subject(Department::CivilAffairs, "PhaseOutStarted"),
-            "pathway.v1.civil_affairs.welfare.phase_out_started"
+            "pathway.v1.civil_affairs.assistance.phase_out_started"
         );
         assert_eq!(
             subject(Department::Dpf, "PersonRegistered"),

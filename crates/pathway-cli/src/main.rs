@@ -2,6 +2,7 @@
 //! telemetry, dispatch to a command module. Errors are reported with their
 //! causes and a non-zero exit code.
 
+mod audit;
 mod bench;
 mod demo;
 mod import;
@@ -41,6 +42,13 @@ enum Command {
     Import(import::ImportArgs),
     /// Verify the hash chain of the event log.
     Verify(store::VerifyArgs),
+    /// Audit the log: verify the hash chain against signed checkpoints, sign
+    /// checkpoints, and manage checkpoint keys.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Rebuild a department read model as of a moment into scratch storage
+    /// and print it, without touching the live models.
+    Replay(audit::ReplayArgs),
     /// Measure the event log: append and read throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -93,6 +101,8 @@ fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             .block_on(read::report(args))
             .map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => runtime()?.block_on(store::verify(args)),
+        Command::Audit(cmd) => runtime()?.block_on(audit::run(cmd)),
+        Command::Replay(args) => runtime()?.block_on(audit::replay(args)),
         Command::Bench(cmd) => runtime()?
             .block_on(bench::run(cmd))
             .map(|()| ExitCode::SUCCESS),

@@ -27,6 +27,7 @@
 //! [`Engine::register_person`] reserves the ID number's keyed hash (see
 //! [`reservation`]) before it appends the person's registration.
 
+pub mod json;
 pub mod reservation;
 
 use bytes::Bytes;

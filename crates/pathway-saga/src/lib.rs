@@ -69,7 +69,10 @@ pub mod bench;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::SagaError;
 pub use fault::{FaultHook, FaultPoint, no_faults};
-pub use log::{SAGA_CATEGORY, SagaLog, StepRecord, TimerEntry, TimerStatus, saga_stream};
+pub use log::{
+    SAGA_CATEGORY, SAGA_NAMESPACE, SAGA_READ_BATCH_EVENTS, SagaLog, StepRecord, TimerEntry,
+    TimerStatus, load as load_saga, saga_stream,
+};
 pub use manager::{
     CommandSink, Input, InputKind, ProcessManager, TimerRequest, Transition, command_id,
 };

@@ -84,9 +84,10 @@ const PAGE_BYTES: i64 = 2_048;
 /// per few commits (the default is 1,000 pages).
 const WAL_BYTES_MAX: i64 = 64 * 1024 * 1024;
 /// Page cache of the write connection: four times the default, so more of
-/// the index pages written at random places stay hot. Not larger: SQLite
-/// scans the whole cache's hash table at the end of each write transaction
-/// here, which at 32 MiB costs more than the reads it saves.
+/// the index pages written at random places stay hot. Not larger: the end of
+/// each write transaction costs time in proportion to the cache (SQLite's
+/// page cache truncation scans its hash table), which at 32 MiB outweighed
+/// the reads it saved.
 const WRITER_CACHE_BYTES_MAX: i64 = 8 * 1024 * 1024;
 
 /// Schema migrations; entry `i` moves `PRAGMA user_version` from `i` to `i + 1`.

@@ -3,3 +3,4 @@
 mod runtime;
 mod models;
 mod views;
+mod e2e;

@@ -353,14 +353,14 @@ impl PgEnv {
 }
 
 /// A database `pathway_test_<random>`, dropped (best effort) on drop.
-struct TestDb {
+pub(crate) struct TestDb {
     name: String,
-    url: String,
+    pub(crate) url: String,
     admin_url: String,
 }
 
 impl TestDb {
-    fn create() -> TestDb {
+    pub(crate) fn create() -> TestDb {
         let admin_url = std::env::var("PATHWAY_TEST_DATABASE_URL")
             .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
         let name = format!("pathway_test_{}", Uuid::new_v4().simple());

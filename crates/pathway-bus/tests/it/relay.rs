@@ -1,0 +1,287 @@
+//! The relay end to end: every appended event reaches each department's
+//! subjects exactly once per event id, in log order, while the relay is
+//! killed and restarted, NATS is killed and restarted, and appends go on.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt as _;
+use pathway_bus::coordinator::FileCoordinator;
+use pathway_bus::outgoing::outgoing;
+use pathway_bus::relay::{POSITION_HEADER, Relay};
+use pathway_bus::subjects::Department;
+use pathway_engine::Engine;
+use pathway_proto::Message as _;
+use pathway_proto::views::v1 as pb;
+use pathway_sim::SimConfig;
+use pathway_store::embedded::EmbeddedStore;
+use pathway_store::{EventStore, ReadFilter};
+
+use crate::server::NatsServer;
+
+/// Longest a test waits for the relay to reach a position.
+const CATCH_UP_TIMEOUT_MS: u64 = 120_000;
+
+pub(crate) async fn connect(url: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .expect("connect to the test nats-server")
+}
+
+/// The log position of the last message in `department`'s stream (0 if none).
+pub(crate) async fn published_position(js: &jetstream::Context, department: Department) -> u64 {
+    let Ok(mut stream) = js.get_stream(department.stream()).await else {
+        return 0;
+    };
+    let Ok(info) = stream.info().await else {
+        return 0;
+    };
+    let last = info.state.last_sequence;
+    if info.state.messages == 0 {
+        return 0;
+    }
+    match stream.get_raw_message(last).await {
+        Ok(m) => m
+            .headers
+            .get(POSITION_HEADER)
+            .and_then(|v| v.as_str().parse().ok())
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+pub(crate) async fn wait_for_position(js: &jetstream::Context, position: u64) {
+    let deadline = Instant::now() + Duration::from_millis(CATCH_UP_TIMEOUT_MS);
+    loop {
+        let at = published_position(js, Department::Audit).await;
+        if at >= position {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "relay stuck at position {at}, waiting for {position}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every message of `department`'s stream: (event id header, position
+/// header, payload), in stream order.
+pub(crate) async fn stream_messages(
+    js: &jetstream::Context,
+    department: Department,
+) -> Vec<(String, u64, bytes::Bytes)> {
+    let mut stream = js.get_stream(department.stream()).await.expect("stream");
+    let count = stream.info().await.expect("stream info").state.messages;
+    if count == 0 {
+        return Vec::new();
+    }
+    let consumer: consumer::PullConsumer = stream
+        .create_consumer(consumer::pull::Config {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("ephemeral consumer");
+    let mut messages = consumer.messages().await.expect("pull").take(count as usize);
+    let mut out = Vec::new();
+    while let Some(m) = messages.next().await {
+        let m = m.expect("message");
+        let headers = m.headers.clone().expect("headers");
+        let id = headers
+            .get("Nats-Msg-Id")
+            .expect("Nats-Msg-Id")
+            .as_str()
+            .to_owned();
+        let position = headers
+            .get(POSITION_HEADER)
+            .expect("position header")
+            .as_str()
+            .parse()
+            .expect("position");
+        out.push((id, position, m.payload.clone()));
+    }
+    out
+}
+
+/// Checks every stream against the log: for each department, exactly the
+/// events that have a view for it, each once, in log order, each payload the
+/// department's own message for that event.
+pub(crate) async fn check_streams_match_log<S: EventStore>(store: &S, js: &jetstream::Context) {
+    let head = store.head().await.expect("head").position;
+    let mut expected: BTreeMap<Department, Vec<(String, u64)>> = BTreeMap::new();
+    let mut from = 1;
+    while from <= head {
+        let batch = store
+            .read_all(from, 1_000, &ReadFilter::all())
+            .await
+            .expect("read log");
+        for r in &batch {
+            for m in outgoing(r).expect("outgoing") {
+                expected
+                    .entry(m.department)
+                    .or_default()
+                    .push((r.event_id.to_string(), r.position));
+            }
+        }
+        from += batch.len() as u64;
+    }
+    for d in Department::ALL {
+        let got = stream_messages(js, d).await;
+        let got_ids: Vec<(String, u64)> = got.iter().map(|(id, p, _)| (id.clone(), *p)).collect();
+        let want = expected.remove(&d).unwrap_or_default();
+        assert_eq!(got_ids.len(), want.len(), "{d}: message count");
+        assert!(got_ids == want, "{d}: messages differ from the log (order or duplicates)");
+        for (id, _, payload) in &got {
+            let event_id = match d {
+                Department::Dpf => pb::DpfEvent::decode(payload.as_ref()).map(|m| m.event_id),
+                Department::Hrss => pb::HrssEvent::decode(payload.as_ref()).map(|m| m.event_id),
+                Department::CivilAffairs => {
+                    pb::CivilAffairsEvent::decode(payload.as_ref()).map(|m| m.event_id)
+                }
+                Department::Education => {
+                    pb::EducationEvent::decode(payload.as_ref()).map(|m| m.event_id)
+                }
+                Department::Sasac => pb::SasacEvent::decode(payload.as_ref()).map(|m| m.event_id),
+                Department::Committee => {
+                    pb::CommitteeEvent::decode(payload.as_ref()).map(|m| m.event_id)
+                }
+                Department::Audit => pb::AuditRecord::decode(payload.as_ref()).map(|m| m.event_id),
+            }
+            .expect("payload is the department's message");
+            assert_eq!(&event_id, id, "{d}: payload and header name the same event");
+        }
+    }
+}
+
+async fn simulate(engine: &Engine<EmbeddedStore>, persons: usize, seed: u64) {
+    let cfg = SimConfig {
+        persons,
+        seed,
+        concurrency: 4,
+    };
+    pathway_sim::run(engine, &cfg, |_, _| {})
+        .await
+        .expect("simulation appends");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_reaches_its_departments_once_in_order_across_relay_and_nats_restarts() {
+    let mut nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
+    let engine = Engine::new(store.clone());
+    let client = connect(&nats.url()).await;
+    let js = jetstream::new(client.clone());
+    let spawn_relay = || {
+        let relay = Relay::new(
+            store.clone(),
+            FileCoordinator::new(dir.path(), "test"),
+            client.clone(),
+        )
+        .with_batch_events_max(20);
+        tokio::spawn(relay.run())
+    };
+
+    // Appends run beside the relay the whole time.
+    let appends = {
+        let engine = engine.clone();
+        tokio::spawn(async move { simulate(&engine, 60, 11).await })
+    };
+    let relay = spawn_relay();
+    wait_for_position(&js, 150).await;
+    relay.abort();
+    let _ = relay.await;
+    let killed_at = published_position(&js, Department::Audit).await;
+    let head = store.head().await.expect("head").position;
+    eprintln!("relay killed at position {killed_at} (log head {head})");
+
+    let relay = spawn_relay();
+    wait_for_position(&js, killed_at + 150).await;
+    nats.stop();
+    // The log takes appends while NATS is down.
+    let before = store.head().await.expect("head").position;
+    simulate(&engine, 10, 12).await;
+    let after = store.head().await.expect("head").position;
+    assert!(after > before, "appends go on while NATS is down");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.resume();
+
+    appends.await.expect("appends task");
+    simulate(&engine, 10, 13).await;
+    let head = store.head().await.expect("head").position;
+    wait_for_position(&js, head).await;
+    relay.abort();
+    let _ = relay.await;
+    eprintln!("relayed {head} events");
+    check_streams_match_log(&store, &js).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_relay_on_the_same_store_stands_by_and_takes_over() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
+    let engine = Engine::new(store.clone());
+    simulate(&engine, 20, 21).await;
+    let client = connect(&nats.url()).await;
+    let js = jetstream::new(client.clone());
+
+    let mut first = FileCoordinator::new(dir.path(), "test");
+    pathway_bus::coordinator::Coordinator::lead(&mut first)
+        .await
+        .expect("first leads");
+    // The standby cannot lead while the first holds the file.
+    let standby = tokio::spawn(
+        Relay::new(
+            store.clone(),
+            FileCoordinator::new(dir.path(), "test"),
+            client.clone(),
+        )
+        .run(),
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        published_position(&js, Department::Audit).await,
+        0,
+        "the standby published while another process led"
+    );
+    drop(first);
+    let head = store.head().await.expect("head").position;
+    wait_for_position(&js, head).await;
+    standby.abort();
+    let _ = standby.await;
+    check_streams_match_log(&store, &js).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_republishes_from_a_position_into_fresh_streams() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
+    let engine = Engine::new(store.clone());
+    simulate(&engine, 10, 31).await;
+    let client = connect(&nats.url()).await;
+    let js = jetstream::new(client.clone());
+    let head = store.head().await.expect("head").position;
+
+    let relay = tokio::spawn(
+        Relay::new(store.clone(), FileCoordinator::new(dir.path(), "test"), client.clone()).run(),
+    );
+    wait_for_position(&js, head).await;
+    relay.abort();
+    let _ = relay.await;
+
+    let mut relay = Relay::new(store.clone(), FileCoordinator::new(dir.path(), "test"), client.clone());
+    relay.rebuild(1).await.expect("rebuild");
+    assert_eq!(published_position(&js, Department::Audit).await, 0, "streams emptied");
+    let relay = tokio::spawn(relay.run());
+    wait_for_position(&js, head).await;
+    relay.abort();
+    let _ = relay.await;
+    check_streams_match_log(&store, &js).await;
+}

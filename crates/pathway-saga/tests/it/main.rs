@@ -1,0 +1,7 @@
+//! The saga crate's one integration-test binary.
+
+mod decide;
+mod flow;
+mod pg;
+mod sim;
+mod support;
