@@ -25,6 +25,13 @@ fn every_subcommand_has_help() {
         vec!["bench"],
         vec!["bench", "append"],
         vec!["bench", "read"],
+        vec!["import"],
+        vec!["query"],
+        vec!["report"],
+        vec!["projections"],
+        vec!["projections", "run"],
+        vec!["projections", "rebuild"],
+        vec!["projections", "status"],
     ] {
         let mut args = sub.clone();
         args.push("--help");
@@ -148,4 +155,112 @@ fn bad_flags_are_clear_errors() {
     let out = pathway(&["validate", "certificate", "12345"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--id is required"));
+}
+
+#[test]
+fn read_models_can_be_queried_reported_rebuilt_and_watched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("store");
+    let data = data.to_str().expect("utf-8 path");
+    let demo = pathway(&["demo", "--persons", "150", "--data-dir", data]);
+    assert!(demo.status.success(), "{}", stdout(&demo));
+
+    // The committee's small cells are suppressed; exact counts never leak.
+    let out = pathway(&[
+        "query",
+        "committee",
+        "new_employment",
+        "--format",
+        "json",
+        "--data-dir",
+        data,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("query prints JSON");
+    let rows = json["tables"]["new_employment"].as_array().expect("rows");
+    assert!(!rows.is_empty());
+    for row in rows {
+        match &row["persons"] {
+            serde_json::Value::Number(n) => {
+                let n = n.as_i64().expect("integer");
+                assert!(n == 0 || n >= 5, "small cell shown: {row}");
+            }
+            serde_json::Value::String(s) => assert_eq!(s, "<5"),
+            other => panic!("unexpected cell {other}"),
+        }
+    }
+
+    // A city's rows only.
+    let out = pathway(&[
+        "query",
+        "dpf",
+        "four_ones",
+        "--city",
+        "230100",
+        "--data-dir",
+        data,
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .skip(3)
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with("230100")),
+        "{text}"
+    );
+
+    let out = pathway(&["report", "--year", "2023", "--data-dir", data]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("Annual monitoring report 2023"), "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.trim_start().starts_with("23"))
+            .count(),
+        13,
+        "{text}"
+    );
+
+    let out = pathway(&["report", "--year", "2021", "--data-dir", data]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a plan year"));
+
+    let out = pathway(&["projections", "rebuild", "dpf", "--data-dir", data]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains("dpf: rebuilt to position"));
+
+    let out = pathway(&["projections", "status", "--data-dir", data]);
+    let text = stdout(&out);
+    assert!(out.status.success());
+    for model in [
+        "dpf",
+        "hrss",
+        "civil_affairs",
+        "education",
+        "sasac",
+        "committee",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(model))
+            .unwrap_or_else(|| panic!("{text}"));
+        let behind: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(behind[3], "0", "{model} is behind: {line}");
+    }
+
+    let out = pathway(&["query", "nosuch", "--data-dir", data]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown read model"));
 }
