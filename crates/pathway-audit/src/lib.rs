@@ -12,19 +12,15 @@
 //! - [`replay`]: a department read model rebuilt from the events whose
 //!   business time is at or before a moment, into scratch storage, never
 //!   touching the live models.
-//! - [`history`]: every event about one person, household or employer, with
-//!   who did it, when and why; personal fields pseudonymised unless the
-//!   auditor holds a warrant recorded in the log.
-//! - [`bundle`]: a self-verifying export (records, chain, checkpoints and a
-//!   manifest of SHA-256 digests) checked without database access.
+//!
+//! The contract also holds `AuditWarrantIssued` and `ExportedRecord` for the
+//! subject histories and export bundles, which are not built yet.
 //!
 //! Audit events are appended straight to the store, not through the command
 //! engine: they state facts about the log itself (a signature over its head,
 //! a warrant granted outside Pathway), not decisions of the domain.
 
-pub mod bundle;
 pub mod checkpoint;
-pub mod history;
 pub mod replay;
 pub mod verify;
 
@@ -32,8 +28,6 @@ use pathway_store::StoreError;
 
 /// Stream of the signed checkpoints.
 pub const CHECKPOINT_STREAM: &str = "audit-checkpoints";
-/// Stream of the audit warrants.
-pub const WARRANT_STREAM: &str = "audit-warrants";
 /// Events read per batch when the log is scanned through the store API.
 pub const SCAN_BATCH_EVENTS: usize = 10_000;
 

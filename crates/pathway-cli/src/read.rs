@@ -161,12 +161,11 @@ async fn run<S: EventStore + Clone>(
 
 /// Brings every model up to the head (used before reading).
 pub(crate) async fn catch_up_all(store: &AnyStore, target: &ReadStore) -> anyhow::Result<()> {
-    for p in models::all() {
-        match store {
-            AnyStore::Embedded(s) => runtime::catch_up(s, target, p).await?,
-            AnyStore::Postgres(s) => runtime::catch_up(s, target, p).await?,
-        };
-    }
+    let projections = models::all();
+    match store {
+        AnyStore::Embedded(s) => runtime::catch_up_many(s, target, &projections).await?,
+        AnyStore::Postgres(s) => runtime::catch_up_many(s, target, &projections).await?,
+    };
     Ok(())
 }
 

@@ -97,6 +97,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::model::{ColumnType, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value};
 
+mod cache;
+
+use cache::{CachedTx, RowCache};
+
 /// Events one read of the log returns at most.
 pub const PROJECTOR_READ_EVENTS_MAX: usize = 1_000;
 /// Events one batch transaction applies at most.
@@ -122,6 +126,11 @@ pub const PG_SWAP_LOCK_TIMEOUT_MS: u64 = 30_000;
 pub const PG_RETIRED_DROP_LOCK_TIMEOUT_MS: u64 = 5_000;
 /// Prepared statements cached per PostgreSQL connection.
 pub const PG_STATEMENT_CACHE_LEN_MAX: usize = 256;
+/// Rows a projector's cache holds (read, or written and not yet flushed)
+/// before it flushes them mid-batch and forgets them.
+pub const PROJECTOR_CACHE_ROWS_MAX: usize = 200_000;
+/// Rows one multi-row PostgreSQL statement of a flush writes at most.
+pub const PG_FLUSH_ROWS_MAX: usize = 10_000;
 
 /// Name of the checkpoint table in every model.
 const CHECKPOINT_TABLE: &str = "checkpoint";
@@ -223,6 +232,80 @@ pub async fn catch_up_with<S: EventStore + Clone>(
         Until::Position(head),
     )
     .await
+}
+
+/// [`catch_up`] of several models at once: the log is read and decoded once
+/// and every event given to each model's writer (one thread and connection
+/// per model, each with its own checkpoint and batch transactions, exactly
+/// as [`catch_up`]). Returns the models' checkpoints, in order. A model
+/// whose checkpoint is moved by another writer meanwhile is caught up on
+/// its own afterwards.
+pub async fn catch_up_many<S: EventStore + Clone>(
+    store: &S,
+    target: &ReadStore,
+    projections: &[Arc<dyn Projection>],
+) -> Result<Vec<u64>, ProjectionError> {
+    catch_up_many_with(store, target, projections, &ProjectorOptions::default()).await
+}
+
+/// [`catch_up_many`] with explicit options.
+#[tracing::instrument(skip_all, fields(projections = projections.len()))]
+pub async fn catch_up_many_with<S: EventStore + Clone>(
+    store: &S,
+    target: &ReadStore,
+    projections: &[Arc<dyn Projection>],
+    options: &ProjectorOptions,
+) -> Result<Vec<u64>, ProjectionError> {
+    assert!(options.read_events_max > 0 && options.batch_events_max > 0);
+    let models = projections
+        .iter()
+        .map(|projection| {
+            Ok(Model {
+                location: Location::live(target, projection.name())?,
+                projection: Arc::clone(projection),
+            })
+        })
+        .collect::<Result<Vec<_>, ProjectionError>>()?;
+    let head = store.head().await?.position;
+    let started = Instant::now();
+    let mut until = Until::Position(head);
+    let (results, read_result) = pipeline_many(store, &models, options, &mut until).await;
+    let mut checkpoints = Vec::with_capacity(models.len());
+    let mut applied = 0;
+    for (model, result) in models.iter().zip(results) {
+        checkpoints.push(match result {
+            Ok((checkpoint, events)) if checkpoint >= head => {
+                applied += events;
+                checkpoint
+            }
+            // Stopped short (its checkpoint moved, or the shared reader
+            // stopped): catch it up on its own.
+            Ok(_) | Err(PipelineError::Moved { .. }) => {
+                run(
+                    store,
+                    &model.location,
+                    &model.projection,
+                    options,
+                    Until::Position(head),
+                )
+                .await?
+            }
+            Err(PipelineError::Failed(e)) => return Err(e),
+        });
+    }
+    if let Err(PipelineError::Failed(e)) = read_result
+        && checkpoints.iter().any(|c| *c < head)
+    {
+        return Err(e);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    tracing::info!(
+        head,
+        events = applied,
+        events_per_second = (applied as f64 / elapsed.max(1e-9)) as u64,
+        "projectors caught up"
+    );
+    Ok(checkpoints)
 }
 
 /// Catches up, then applies new events as they are committed until
@@ -394,6 +477,52 @@ impl From<ProjectionError> for PipelineError {
     }
 }
 
+/// A log event decoded once for every projector of a run. Decoding
+/// failures are kept and reported by a projector when it reaches the event,
+/// as if it had decoded it itself.
+struct Decoded {
+    position: u64,
+    recorded_at: DateTime<Utc>,
+    stream_id: String,
+    event: Result<pathway_domain::Event, String>,
+    actor_department: Result<pb::Department, String>,
+}
+
+/// One read of the log, shared by the projectors of a run. Empty: an idle
+/// probe (see `read_log`).
+type Read = Arc<Vec<Decoded>>;
+
+fn decode_read(records: Vec<RecordedEvent>) -> Read {
+    Arc::new(
+        records
+            .into_iter()
+            .map(|record| {
+                let event = pathway_engine::decode(&record).map_err(|e| e.to_string());
+                let actor_department = pathway_engine::decode_envelope(&record)
+                    .map(|envelope| {
+                        pb::Department::try_from(envelope.actor_department)
+                            .unwrap_or(pb::Department::Unspecified)
+                    })
+                    .map_err(|e| e.to_string());
+                Decoded {
+                    position: record.position,
+                    recorded_at: record.recorded_at,
+                    stream_id: record.stream_id,
+                    event,
+                    actor_department,
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A model a pipeline projects into.
+#[derive(Clone)]
+struct Model {
+    location: Location,
+    projection: Arc<dyn Projection>,
+}
+
 async fn run<S: EventStore + Clone>(
     store: &S,
     location: &Location,
@@ -405,8 +534,12 @@ async fn run<S: EventStore + Clone>(
     let started = Instant::now();
     let mut resyncs = 0;
     let mut last_found = None;
+    let model = Model {
+        location: location.clone(),
+        projection: Arc::clone(projection),
+    };
     loop {
-        match pipeline(store, location, projection, options, &mut until).await {
+        match pipeline(store, &model, options, &mut until).await {
             Ok((checkpoint, applied)) => {
                 let elapsed = started.elapsed().as_secs_f64();
                 tracing::info!(
@@ -449,57 +582,148 @@ async fn run<S: EventStore + Clone>(
 /// checkpoint and the number of events applied.
 async fn pipeline<S: EventStore + Clone>(
     store: &S,
-    location: &Location,
-    projection: &Arc<dyn Projection>,
+    model: &Model,
     options: &ProjectorOptions,
     until: &mut Until,
 ) -> Result<(u64, u64), PipelineError> {
-    let (reads_tx, reads_rx) = mpsc::channel::<Vec<RecordedEvent>>(PROJECTOR_CHANNEL_READS_MAX);
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let (done_tx, done_rx) = oneshot::channel();
-    let writer = Writer {
-        location: location.clone(),
-        projection: Arc::clone(projection),
-        options: options.clone(),
-    };
-    std::thread::Builder::new()
-        .name(format!("pathway-projector-{}", projection.name()))
-        .spawn(move || writer.run(reads_rx, ready_tx, done_tx))
-        .map_err(|e| ProjectionError::Storage(format!("spawn projector thread: {e}")))?;
-
-    let Ok(opened) = ready_rx.await else {
-        return Err(writer_gone().into());
-    };
-    let checkpoint = opened?;
-    let mut next = checkpoint + 1;
-    let head = store.head().await.map_err(ProjectionError::from)?.position;
-    if checkpoint > head {
-        return Err(ProjectionError::Storage(format!(
-            "read model {} is at position {checkpoint} but the log ends at {head}: \
-             it was built from another log; rebuild it",
-            projection.name()
-        ))
-        .into());
-    }
-    tracing::info!(checkpoint, head, "projector started");
-
-    let read_result = read_log(store, options, until, &mut next, &reads_tx).await;
-    drop(reads_tx);
-    let written = done_rx.await.unwrap_or_else(|_| Err(writer_gone().into()));
+    let (mut results, read_result) =
+        pipeline_many(store, std::slice::from_ref(model), options, until).await;
     // A writer failure explains a failed send better than the send does.
-    let written = written?;
+    let written = results.pop().expect("one result per model")?;
     read_result?;
     Ok(written)
 }
 
-/// Reads the log from `next` and sends each read to the writer, until the
-/// goal of `until` is reached or the writer hangs up.
+/// One run of one log reader and a writer per model, each from its stored
+/// checkpoint: the log is read (and decoded) once, from the lowest
+/// checkpoint, and every writer skips what it already has. Returns each
+/// writer's result (final checkpoint and events applied) and the reader's.
+async fn pipeline_many<S: EventStore + Clone>(
+    store: &S,
+    models: &[Model],
+    options: &ProjectorOptions,
+    until: &mut Until,
+) -> (
+    Vec<Result<(u64, u64), PipelineError>>,
+    Result<(), PipelineError>,
+) {
+    let mut senders = Vec::with_capacity(models.len());
+    let mut dones = Vec::with_capacity(models.len());
+    let mut early: Vec<Option<PipelineError>> = Vec::with_capacity(models.len());
+    let mut checkpoints = Vec::with_capacity(models.len());
+    for model in models {
+        let (reads_tx, reads_rx) = mpsc::channel::<Read>(PROJECTOR_CHANNEL_READS_MAX);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let writer = Writer {
+            location: model.location.clone(),
+            projection: Arc::clone(&model.projection),
+            options: options.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("pathway-projector-{}", model.projection.name()))
+            .spawn(move || writer.run(reads_rx, ready_tx, done_tx));
+        if let Err(e) = spawned {
+            senders.push(None);
+            dones.push(None);
+            early.push(Some(
+                ProjectionError::Storage(format!("spawn projector thread: {e}")).into(),
+            ));
+            checkpoints.push(None);
+            continue;
+        }
+        senders.push(Some(reads_tx));
+        dones.push(Some(done_rx));
+        early.push(None);
+        checkpoints.push(Some(ready_rx));
+    }
+    // Each writer's checkpoint (or why it could not start).
+    let mut opened = Vec::with_capacity(models.len());
+    for (i, ready) in checkpoints.into_iter().enumerate() {
+        let Some(ready) = ready else {
+            opened.push(0);
+            continue;
+        };
+        match ready.await {
+            Ok(Ok(checkpoint)) => opened.push(checkpoint),
+            Ok(Err(e)) => {
+                early[i] = Some(e.into());
+                senders[i] = None;
+                opened.push(0);
+            }
+            Err(_) => {
+                early[i] = Some(writer_gone().into());
+                senders[i] = None;
+                opened.push(0);
+            }
+        }
+    }
+    let read_result = async {
+        let head = store.head().await.map_err(ProjectionError::from)?.position;
+        for (i, model) in models.iter().enumerate() {
+            let checkpoint = opened[i];
+            if early[i].is_none() && checkpoint > head {
+                early[i] = Some(
+                    ProjectionError::Storage(format!(
+                        "read model {} is at position {checkpoint} but the log ends at {head}: \
+                         it was built from another log; rebuild it",
+                        model.projection.name()
+                    ))
+                    .into(),
+                );
+                senders[i] = None;
+            }
+            if early[i].is_none() {
+                tracing::info!(
+                    projection = model.projection.name(),
+                    checkpoint,
+                    head,
+                    "projector started"
+                );
+            }
+        }
+        let Some(lowest) = (0..models.len())
+            .filter(|i| senders[*i].is_some())
+            .map(|i| opened[i])
+            .min()
+        else {
+            return Ok(());
+        };
+        let mut next = lowest + 1;
+        read_log(store, options, until, &mut next, &mut senders).await
+    }
+    .await;
+    drop(senders);
+    let mut results = Vec::with_capacity(models.len());
+    for (i, done) in dones.into_iter().enumerate() {
+        let written = match done {
+            Some(done) => done.await.unwrap_or_else(|_| Err(writer_gone().into())),
+            None => Err(writer_gone().into()),
+        };
+        results.push(match early[i].take() {
+            Some(e) => {
+                // The writer ended with its channel; its error says why it
+                // stopped, if it failed first.
+                match written {
+                    Err(e) => Err(e),
+                    Ok(_) => Err(e),
+                }
+            }
+            None => written,
+        });
+    }
+    (results, read_result)
+}
+
+/// Reads the log from `next`, decodes each read once and sends it to every
+/// writer, until the goal of `until` is reached or every writer hangs up (a
+/// writer that hangs up is dropped from `writers`).
 async fn read_log<S: EventStore + Clone>(
     store: &S,
     options: &ProjectorOptions,
     until: &mut Until,
     next: &mut u64,
-    reads: &mpsc::Sender<Vec<RecordedEvent>>,
+    writers: &mut [Option<mpsc::Sender<Read>>],
 ) -> Result<(), PipelineError> {
     let mut head_changes = store.head_changes();
     let poll_interval = Duration::from_millis(SUBSCRIPTION_POLL_INTERVAL_MS);
@@ -527,7 +751,15 @@ async fn read_log<S: EventStore + Clone>(
                 }
             }
             *next = last.position + 1;
-            if reads.send(events).await.is_err() {
+            let read = decode_read(events);
+            for writer in writers.iter_mut() {
+                if let Some(sender) = writer
+                    && sender.send(Arc::clone(&read)).await.is_err()
+                {
+                    *writer = None;
+                }
+            }
+            if writers.iter().all(Option::is_none) {
                 return Err(writer_gone().into());
             }
             continue;
@@ -540,6 +772,9 @@ async fn read_log<S: EventStore + Clone>(
                 .into());
             }
             Until::Shutdown(shutdown) => {
+                let Some(first) = writers.iter().flatten().next().cloned() else {
+                    return Err(writer_gone().into());
+                };
                 tokio::select! {
                     changed = shutdown.changed() => {
                         if changed.is_err() {
@@ -548,16 +783,27 @@ async fn read_log<S: EventStore + Clone>(
                     }
                     woken = tokio::time::timeout(poll_interval, head_changes.changed()) => {
                         if woken.is_err() {
-                            // Idle: have the writer check that nobody (a
+                            // Idle: have the writers check that nobody (a
                             // rebuild swap) moved the checkpoint, so the model
                             // does not sit at a stale position until the next
-                            // event. Skipped when the channel is busy anyway.
-                            let _ = reads.try_send(Vec::new());
+                            // event. Skipped when a channel is busy anyway.
+                            for sender in writers.iter().flatten() {
+                                let _ = sender.try_send(Arc::new(Vec::new()));
+                            }
                         }
                     }
-                    // The writer stopped (failed, or found its checkpoint
+                    // A writer stopped (failed, or found its checkpoint
                     // moved): its result says why.
-                    () = reads.closed() => return Err(writer_gone().into()),
+                    () = first.closed() => {
+                        for writer in writers.iter_mut() {
+                            if writer.as_ref().is_some_and(mpsc::Sender::is_closed) {
+                                *writer = None;
+                            }
+                        }
+                        if writers.iter().all(Option::is_none) {
+                            return Err(writer_gone().into());
+                        }
+                    }
                 }
             }
         }
@@ -568,7 +814,7 @@ fn writer_gone() -> ProjectionError {
     ProjectionError::Storage("projector writer thread stopped unexpectedly".into())
 }
 
-/// The writer thread: owns the read-model connection.
+/// The writer thread: owns the read-model connection and its row cache.
 struct Writer {
     location: Location,
     projection: Arc<dyn Projection>,
@@ -578,7 +824,7 @@ struct Writer {
 impl Writer {
     fn run(
         self,
-        mut reads: mpsc::Receiver<Vec<RecordedEvent>>,
+        mut reads: mpsc::Receiver<Read>,
         ready: oneshot::Sender<Result<u64, ProjectionError>>,
         done: oneshot::Sender<Result<(u64, u64), PipelineError>>,
     ) {
@@ -601,8 +847,9 @@ impl Writer {
         if ready.send(Ok(checkpoint)).is_err() {
             return;
         }
+        let mut cache = RowCache::new(self.projection.tables(), PROJECTOR_CACHE_ROWS_MAX);
         let mut applied = 0u64;
-        let mut carry: Option<Vec<RecordedEvent>> = None;
+        let mut carry: Option<Read> = None;
         let result = loop {
             let first = match carry.take() {
                 Some(read) => read,
@@ -611,7 +858,7 @@ impl Writer {
                     None => break Ok((checkpoint, applied)),
                 },
             };
-            if first.is_empty() {
+            let Some(last) = first.last() else {
                 // An idle probe from the reader.
                 match conn.stored_checkpoint() {
                     Ok(found) if found == checkpoint => continue,
@@ -623,8 +870,12 @@ impl Writer {
                     }
                     Err(e) => break Err(e.into()),
                 }
+            };
+            if last.position <= checkpoint {
+                // Read for a writer further behind.
+                continue;
             }
-            match self.batch(&mut conn, checkpoint, first, &mut reads, &mut carry) {
+            match self.batch(&mut conn, &mut cache, checkpoint, first, &mut reads, &mut carry) {
                 Ok((last, events)) => {
                     checkpoint = last;
                     applied += events;
@@ -640,23 +891,25 @@ impl Writer {
     fn batch(
         &self,
         conn: &mut Conn,
+        cache: &mut RowCache,
         expected: u64,
-        first: Vec<RecordedEvent>,
-        reads: &mut mpsc::Receiver<Vec<RecordedEvent>>,
-        carry: &mut Option<Vec<RecordedEvent>>,
+        first: Read,
+        reads: &mut mpsc::Receiver<Read>,
+        carry: &mut Option<Read>,
     ) -> Result<(u64, u64), PipelineError> {
         let started = Instant::now();
         let time_max = Duration::from_millis(self.options.batch_time_max_ms);
-        let batch_first = first.first().map_or(expected + 1, |e| e.position);
+        let skip = first.partition_point(|e| e.position <= expected);
+        let batch_first = first.get(skip).map_or(expected + 1, |e| e.position);
         let projection = self.projection.as_ref();
         let options = &self.options;
         let mut last: Option<(u64, DateTime<Utc>)> = None;
         let mut events = 0u64;
         let mut visible = 0u64;
-        conn.transaction(projection, expected, |tx| {
-            let mut read = Some(first);
-            while let Some(batch) = read.take() {
-                for record in &batch {
+        conn.transaction(projection, cache, expected, |tx| {
+            let mut read = Some((first, skip));
+            while let Some((batch, skip)) = read.take() {
+                for record in &batch[skip..] {
                     let position = record.position;
                     assert_eq!(
                         position,
@@ -665,6 +918,7 @@ impl Writer {
                     );
                     if apply_one(projection, record, tx)? {
                         visible += 1;
+                        tx.trim()?;
                     }
                     last = Some((position, record.recorded_at));
                     events += 1;
@@ -674,13 +928,14 @@ impl Writer {
                 }
                 if let Ok(more) = reads.try_recv() {
                     if events as usize + more.len() <= options.batch_events_max {
-                        read = Some(more);
+                        read = Some((more, 0));
                     } else {
                         *carry = Some(more);
                     }
                 }
             }
             let (last_position, last_at) = last.expect("a batch has at least one event");
+            tx.flush()?;
             if let Some(hook) = &options.before_checkpoint {
                 hook(batch_first, last_position)?;
             }
@@ -692,6 +947,7 @@ impl Writer {
             last = last_position,
             events,
             visible,
+            cached_rows = cache.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "batch committed"
         );
@@ -702,24 +958,23 @@ impl Writer {
 /// Gives one event to the projection; `true` when it was visible to it.
 fn apply_one(
     projection: &dyn Projection,
-    record: &RecordedEvent,
+    record: &Decoded,
     tx: &mut dyn Tx,
 ) -> Result<bool, ProjectionError> {
-    let decode_error = |e: pathway_engine::EngineError| ProjectionError::Decode {
+    let decode_error = |detail: &String| ProjectionError::Decode {
         position: record.position,
-        detail: e.to_string(),
+        detail: detail.clone(),
     };
-    let event = pathway_engine::decode(record).map_err(decode_error)?;
-    let Some(view) = projection.view(&event) else {
+    let event = record.event.as_ref().map_err(decode_error)?;
+    let Some(view) = projection.view(event) else {
         return Ok(false);
     };
-    let envelope = pathway_engine::decode_envelope(record).map_err(decode_error)?;
+    let actor_department = *record.actor_department.as_ref().map_err(decode_error)?;
     let projected = ProjectedEvent {
         position: record.position,
         recorded_at: record.recorded_at,
         stream_id: record.stream_id.clone(),
-        actor_department: pb::Department::try_from(envelope.actor_department)
-            .unwrap_or(pb::Department::Unspecified),
+        actor_department,
         view,
     };
     projection.apply(&projected, tx)?;
@@ -811,7 +1066,7 @@ impl Location {
                 }
                 let conn = sqlite::open(path, false)?.expect("opened read-write");
                 sqlite::create_tables(&conn, "main", projection)?;
-                Ok(Conn::Sqlite(conn))
+                Ok(Conn::Sqlite(conn, sqlite::SqliteRows::default()))
             }
             Location::Postgres { url, schema } => {
                 let mut client = pg::connect(url)?;
@@ -913,7 +1168,7 @@ fn check_tables(projection: &dyn Projection) -> Result<(), ProjectionError> {
 /// size difference of the variants does not matter).
 #[allow(clippy::large_enum_variant)]
 enum Conn {
-    Sqlite(rusqlite::Connection),
+    Sqlite(rusqlite::Connection, sqlite::SqliteRows),
     Postgres {
         client: postgres::Client,
         schema: String,
@@ -924,24 +1179,41 @@ enum Conn {
 impl Conn {
     fn stored_checkpoint(&mut self) -> Result<u64, ProjectionError> {
         let stored = match self {
-            Conn::Sqlite(conn) => sqlite::read_checkpoint(conn)?,
+            Conn::Sqlite(conn, _) => sqlite::read_checkpoint(conn)?,
             Conn::Postgres { client, schema, .. } => pg::read_checkpoint(client, schema)?,
         };
         Ok(stored.map_or(0, |(position, _)| position))
     }
 
     /// Runs `body` in a transaction that first checks the stored checkpoint
-    /// is `expected` and, if `body` succeeds, stores the returned position
-    /// and commit time as the new checkpoint and commits.
+    /// is `expected` and, if `body` succeeds, flushes the rows it wrote into
+    /// `cache`, stores the returned position and commit time as the new
+    /// checkpoint and commits. Any failure empties the cache: it may hold
+    /// rows of the rolled-back transaction.
     fn transaction(
         &mut self,
         projection: &dyn Projection,
+        cache: &mut RowCache,
         expected: u64,
-        body: impl FnOnce(&mut dyn Tx) -> Result<(u64, DateTime<Utc>), ProjectionError>,
+        body: impl FnOnce(&mut CachedTx<'_>) -> Result<(u64, DateTime<Utc>), ProjectionError>,
+    ) -> Result<(), PipelineError> {
+        let result = self.transaction_inner(projection, cache, expected, body);
+        if result.is_err() {
+            cache.clear();
+        }
+        result
+    }
+
+    fn transaction_inner(
+        &mut self,
+        projection: &dyn Projection,
+        cache: &mut RowCache,
+        expected: u64,
+        body: impl FnOnce(&mut CachedTx<'_>) -> Result<(u64, DateTime<Utc>), ProjectionError>,
     ) -> Result<(), PipelineError> {
         let tables: HashSet<&'static str> = projection.tables().iter().map(|t| t.name).collect();
         match self {
-            Conn::Sqlite(conn) => {
+            Conn::Sqlite(conn, rows) => {
                 let tx = conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(sqlite::error)?;
@@ -949,12 +1221,16 @@ impl Conn {
                 if found != expected {
                     return Err(PipelineError::Moved { expected, found });
                 }
-                let mut rows = sqlite::SqliteTx {
-                    tx: &tx,
+                let mut store = sqlite::SqliteStore { tx: &tx, rows };
+                let mut rows = CachedTx {
+                    cache,
+                    store: &mut store,
                     tables: &tables,
+                    all_tables: projection.tables(),
                     projection: projection.name(),
                 };
                 let (position, at) = body(&mut rows)?;
+                rows.flush()?;
                 sqlite::write_checkpoint(&tx, position, at)?;
                 tx.commit().map_err(sqlite::error)?;
             }
@@ -971,14 +1247,23 @@ impl Conn {
                 if statements.len() > PG_STATEMENT_CACHE_LEN_MAX {
                     statements.clear();
                 }
-                let mut rows = pg::PgTx {
-                    tx: &mut tx,
-                    schema,
-                    statements,
-                    tables: &tables,
-                    projection: projection.name(),
+                let (position, at) = {
+                    let mut store = pg::PgStore {
+                        tx: &mut tx,
+                        schema,
+                        statements,
+                    };
+                    let mut rows = CachedTx {
+                        cache,
+                        store: &mut store,
+                        tables: &tables,
+                        all_tables: projection.tables(),
+                        projection: projection.name(),
+                    };
+                    let written = body(&mut rows)?;
+                    rows.flush()?;
+                    written
                 };
-                let (position, at) = body(&mut rows)?;
                 pg::write_checkpoint(&mut tx, schema, position, at)?;
                 tx.commit().map_err(pg::error)?;
             }
@@ -1128,42 +1413,50 @@ mod sql {
             .join(" AND ")
     }
 
-    /// `INSERT … ON CONFLICT (key) DO UPDATE SET …`: with `add`, each column
-    /// becomes `coalesce(cur.col, 0) + excluded.col`, else `excluded.col`.
-    pub(super) fn upsert(
+    /// The upsert of a coalesced write of `shape` (per value column: 0 keep,
+    /// 1 set, 2 add): `INSERT … ON CONFLICT (key) DO UPDATE SET` the set
+    /// columns to the new value and the added ones to `coalesce(cur, 0) +`
+    /// the delta.
+    /// `rows` renders the row source (`VALUES (…)`, `SELECT … unnest(…)`)
+    /// from the inserted columns.
+    pub(super) fn merge(
         table_ref: &str,
         table: &Table,
-        columns: &[Column],
-        add: bool,
-        param: &dyn Fn(usize) -> String,
+        shape: &[u8],
+        rows: &dyn Fn(&[Column]) -> String,
     ) -> String {
-        let names: Vec<String> = table
+        let columns: Vec<Column> = table
             .key
             .iter()
-            .chain(columns)
-            .map(|c| quote(c.name))
+            .chain(
+                table
+                    .values
+                    .iter()
+                    .zip(shape)
+                    .filter(|(_, k)| **k != 0)
+                    .map(|(c, _)| c),
+            )
+            .copied()
             .collect();
-        let params: Vec<String> = (1..=names.len()).map(param).collect();
-        let action = if columns.is_empty() {
+        let names: Vec<String> = columns.iter().map(|c| quote(c.name)).collect();
+        let mut updates: Vec<String> = Vec::new();
+        for (column, kind) in table.values.iter().zip(shape) {
+            let name = quote(column.name);
+            match kind {
+                1 => updates.push(format!("{name} = excluded.{name}")),
+                2 => updates.push(format!("{name} = coalesce(cur.{name}, 0) + excluded.{name}")),
+                _ => {}
+            }
+        }
+        let action = if updates.is_empty() {
             "NOTHING".to_owned()
         } else {
-            let sets: Vec<String> = columns
-                .iter()
-                .map(|c| {
-                    let name = quote(c.name);
-                    if add {
-                        format!("{name} = coalesce(cur.{name}, 0) + excluded.{name}")
-                    } else {
-                        format!("{name} = excluded.{name}")
-                    }
-                })
-                .collect();
-            format!("UPDATE SET {}", sets.join(", "))
+            format!("UPDATE SET {}", updates.join(", "))
         };
         format!(
-            "INSERT INTO {table_ref} AS cur ({}) VALUES ({}) ON CONFLICT ({}) DO {action}",
+            "INSERT INTO {table_ref} AS cur ({}) {} ON CONFLICT ({}) DO {action}",
             names.join(", "),
-            params.join(", "),
+            rows(&columns),
             key_list(table)
         )
     }
@@ -1230,7 +1523,7 @@ mod sql {
 // ---------------------------------------------------------------------------
 
 mod sqlite {
-    use std::collections::HashSet;
+    use std::collections::HashMap;
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
@@ -1238,11 +1531,9 @@ mod sqlite {
     use rusqlite::types::Value as SqlValue;
     use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
 
-    use super::{
-        CHECKPOINT_TABLE, SQLITE_BUSY_TIMEOUT_MS, SQLITE_STATEMENT_CACHE_LEN_MAX, check_key,
-        check_value, quote, sql, value_columns,
-    };
-    use crate::model::{ColumnType, Projection, ProjectionError, Table, Tx, Value};
+    use super::cache::{Change, RowStore, Write};
+    use super::{CHECKPOINT_TABLE, SQLITE_BUSY_TIMEOUT_MS, SQLITE_STATEMENT_CACHE_LEN_MAX, quote, sql};
+    use crate::model::{ColumnType, Projection, ProjectionError, Table, Value};
 
     pub(super) fn error(e: rusqlite::Error) -> ProjectionError {
         ProjectionError::Storage(format!("sqlite: {e}"))
@@ -1407,96 +1698,112 @@ mod sqlite {
         })
     }
 
-    /// [`Tx`] over an open SQLite transaction.
-    pub(super) struct SqliteTx<'a> {
-        pub(super) tx: &'a Connection,
-        pub(super) tables: &'a HashSet<&'static str>,
-        pub(super) projection: &'static str,
+    /// The cache's [`RowStore`] over an open SQLite transaction: statements
+    /// prepared once per connection (rusqlite's cache), SQL text built once
+    /// per table and shape.
+    #[derive(Default)]
+    pub(super) struct SqliteRows {
+        sql: HashMap<(&'static str, Vec<u8>), String>,
     }
 
-    impl SqliteTx<'_> {
-        fn execute(&self, sql: &str, params: Vec<SqlValue>) -> Result<(), ProjectionError> {
-            self.tx
-                .prepare_cached(sql)
-                .and_then(|mut s| s.execute(params_from_iter(params)))
-                .map_err(error)?;
-            Ok(())
+    /// Shape key of the `get` statement (no merge shape has 3s).
+    const GET_SHAPE: [u8; 1] = [3];
+    /// Shape key of the `delete` statement.
+    const DELETE_SHAPE: [u8; 1] = [4];
+
+    fn bind(
+        statement: &mut rusqlite::CachedStatement<'_>,
+        i: usize,
+        value: &Value,
+    ) -> rusqlite::Result<()> {
+        match value {
+            Value::Null => statement.raw_bind_parameter(i, rusqlite::types::Null),
+            Value::Bool(b) => statement.raw_bind_parameter(i, i64::from(*b)),
+            Value::Int(n) => statement.raw_bind_parameter(i, *n),
+            Value::Text(s) => statement.raw_bind_parameter(i, s.as_str()),
         }
     }
 
-    impl Tx for SqliteTx<'_> {
-        fn get(
+    impl SqliteRows {
+        fn sql(&mut self, table: &Table, shape: &[u8]) -> &str {
+            if !self.sql.contains_key(&(table.name, shape.to_vec())) {
+                let text = match shape {
+                    s if s == GET_SHAPE => sql::get(&quote(table.name), table, &param),
+                    s if s == DELETE_SHAPE => sql::delete(&quote(table.name), table, &param),
+                    _ => sql::merge(&quote(table.name), table, shape, &|columns| {
+                        let params: Vec<String> = (1..=columns.len()).map(param).collect();
+                        format!("VALUES ({})", params.join(", "))
+                    }),
+                };
+                self.sql.insert((table.name, shape.to_vec()), text);
+            }
+            &self.sql[&(table.name, shape.to_vec())]
+        }
+    }
+
+    pub(super) struct SqliteStore<'a> {
+        pub(super) tx: &'a Connection,
+        pub(super) rows: &'a mut SqliteRows,
+    }
+
+    impl RowStore for SqliteStore<'_> {
+        fn load(
             &mut self,
             table: &Table,
             key: &[Value],
         ) -> Result<Option<Vec<Value>>, ProjectionError> {
-            check_key(self.projection, self.tables, table, key)?;
-            let sql = sql::get(&quote(table.name), table, &param);
-            let mut statement = self.tx.prepare_cached(&sql).map_err(error)?;
-            statement
-                .query_row(params_from_iter(key.iter().map(to_sql)), |row| {
-                    table
-                        .values
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| read_value(row, i, c.ty))
-                        .collect::<rusqlite::Result<Vec<Value>>>()
-                })
-                .optional()
+            let sql = self.rows.sql(table, &GET_SHAPE);
+            let mut statement = self.tx.prepare_cached(sql).map_err(error)?;
+            for (i, value) in key.iter().enumerate() {
+                bind(&mut statement, i + 1, value).map_err(error)?;
+            }
+            let mut rows = statement.raw_query();
+            let Some(row) = rows.next().map_err(error)? else {
+                return Ok(None);
+            };
+            table
+                .values
+                .iter()
+                .enumerate()
+                .map(|(i, c)| read_value(row, i, c.ty))
+                .collect::<rusqlite::Result<Vec<Value>>>()
+                .map(Some)
                 .map_err(error)
         }
 
-        fn upsert(
+        fn flush(
             &mut self,
             table: &Table,
-            key: &[Value],
-            values: &[(&str, Value)],
+            writes: &[(&[Value], &Write)],
         ) -> Result<(), ProjectionError> {
-            check_key(self.projection, self.tables, table, key)?;
-            let columns = value_columns(self.projection, table, values.iter().map(|(n, _)| *n))?;
-            for (column, (_, value)) in columns.iter().zip(values) {
-                check_value(self.projection, table, column.name, column.ty, value, false)?;
+            for (key, write) in writes {
+                let (shape, changes) = match write {
+                    Write::Delete => (DELETE_SHAPE.to_vec(), &[][..]),
+                    Write::Merge(changes) => (Write::shape(changes), &changes[..]),
+                };
+                let sql = self.rows.sql(table, &shape);
+                let mut statement = self.tx.prepare_cached(sql).map_err(error)?;
+                let mut n = 0;
+                for value in key.iter() {
+                    n += 1;
+                    bind(&mut statement, n, value).map_err(error)?;
+                }
+                for change in changes {
+                    match change {
+                        Change::Keep => continue,
+                        Change::Set(value) => {
+                            n += 1;
+                            bind(&mut statement, n, value).map_err(error)?;
+                        }
+                        Change::Add(delta) => {
+                            n += 1;
+                            statement.raw_bind_parameter(n, *delta).map_err(error)?;
+                        }
+                    }
+                }
+                statement.raw_execute().map_err(error)?;
             }
-            let sql = sql::upsert(&quote(table.name), table, &columns, false, &param);
-            let params = key
-                .iter()
-                .chain(values.iter().map(|(_, v)| v))
-                .map(to_sql)
-                .collect();
-            self.execute(&sql, params)
-        }
-
-        fn add(
-            &mut self,
-            table: &Table,
-            key: &[Value],
-            deltas: &[(&str, i64)],
-        ) -> Result<(), ProjectionError> {
-            check_key(self.projection, self.tables, table, key)?;
-            let columns = value_columns(self.projection, table, deltas.iter().map(|(n, _)| *n))?;
-            for column in &columns {
-                check_value(
-                    self.projection,
-                    table,
-                    column.name,
-                    column.ty,
-                    &Value::Int(0),
-                    false,
-                )?;
-            }
-            let sql = sql::upsert(&quote(table.name), table, &columns, true, &param);
-            let params = key
-                .iter()
-                .map(to_sql)
-                .chain(deltas.iter().map(|(_, d)| SqlValue::Integer(*d)))
-                .collect();
-            self.execute(&sql, params)
-        }
-
-        fn delete(&mut self, table: &Table, key: &[Value]) -> Result<(), ProjectionError> {
-            check_key(self.projection, self.tables, table, key)?;
-            let sql = sql::delete(&quote(table.name), table, &param);
-            self.execute(&sql, key.iter().map(to_sql).collect())
+            Ok(())
         }
     }
 
@@ -1618,18 +1925,19 @@ mod sqlite {
 // ---------------------------------------------------------------------------
 
 mod pg {
-    use std::collections::{HashMap, HashSet};
+    use std::collections::{BTreeMap, HashMap};
     use std::time::Duration;
 
     use chrono::{DateTime, Utc};
     use postgres::types::ToSql;
     use postgres::{Client, NoTls, Statement, Transaction};
 
+    use super::cache::{Change, RowStore, Write};
     use super::{
-        CHECKPOINT_TABLE, PG_CONNECT_TIMEOUT_MS, PG_RETIRED_DROP_LOCK_TIMEOUT_MS,
-        PG_SWAP_LOCK_TIMEOUT_MS, check_key, check_value, quote, sql, value_columns,
+        CHECKPOINT_TABLE, PG_CONNECT_TIMEOUT_MS, PG_FLUSH_ROWS_MAX, PG_RETIRED_DROP_LOCK_TIMEOUT_MS,
+        PG_SWAP_LOCK_TIMEOUT_MS, quote, sql,
     };
-    use crate::model::{ColumnType, Projection, ProjectionError, Table, Tx, Value};
+    use crate::model::{Column, ColumnType, Projection, ProjectionError, Table, Value};
 
     pub(super) fn error(e: postgres::Error) -> ProjectionError {
         ProjectionError::Storage(format!("postgres: {e}"))
@@ -1805,17 +2113,79 @@ mod pg {
         params.iter().map(|p| p.as_ref()).collect()
     }
 
-    /// [`Tx`] over an open PostgreSQL transaction, with statements prepared
-    /// once per connection.
-    pub(super) struct PgTx<'a, 'c> {
+    /// One column of a multi-row statement's parameters.
+    enum ColumnArray<'v> {
+        Text(Vec<Option<&'v str>>),
+        Int(Vec<Option<i64>>),
+        Bool(Vec<Option<bool>>),
+    }
+
+    impl<'v> ColumnArray<'v> {
+        fn new(ty: ColumnType, len: usize) -> Self {
+            match ty {
+                ColumnType::Text => ColumnArray::Text(Vec::with_capacity(len)),
+                ColumnType::Int => ColumnArray::Int(Vec::with_capacity(len)),
+                ColumnType::Bool => ColumnArray::Bool(Vec::with_capacity(len)),
+            }
+        }
+
+        /// Appends `value` (checked against the column type when written).
+        fn push(&mut self, value: &'v Value) {
+            match (self, value) {
+                (ColumnArray::Text(a), Value::Text(s)) => a.push(Some(s)),
+                (ColumnArray::Int(a), Value::Int(i)) => a.push(Some(*i)),
+                (ColumnArray::Bool(a), Value::Bool(b)) => a.push(Some(*b)),
+                (ColumnArray::Text(a), _) => a.push(None),
+                (ColumnArray::Int(a), _) => a.push(None),
+                (ColumnArray::Bool(a), _) => a.push(None),
+            }
+        }
+
+        fn push_int(&mut self, i: i64) {
+            match self {
+                ColumnArray::Int(a) => a.push(Some(i)),
+                _ => unreachable!("add is checked to target integer columns"),
+            }
+        }
+
+        fn as_param(&self) -> &(dyn ToSql + Sync) {
+            match self {
+                ColumnArray::Text(a) => a,
+                ColumnArray::Int(a) => a,
+                ColumnArray::Bool(a) => a,
+            }
+        }
+    }
+
+    fn array_type(ty: ColumnType) -> &'static str {
+        match ty {
+            ColumnType::Text => "text[]",
+            ColumnType::Int => "int8[]",
+            ColumnType::Bool => "bool[]",
+        }
+    }
+
+    /// `SELECT * FROM unnest($1::text[], …)` over `columns`.
+    fn unnest(columns: &[Column]) -> String {
+        let arrays: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("${}::{}", i + 1, array_type(c.ty)))
+            .collect();
+        format!("SELECT * FROM unnest({})", arrays.join(", "))
+    }
+
+    /// The cache's [`RowStore`] over an open PostgreSQL transaction:
+    /// statements prepared once per connection; a flush writes each table
+    /// with one statement per write shape (and per
+    /// [`PG_FLUSH_ROWS_MAX`] rows), its rows passed as arrays.
+    pub(super) struct PgStore<'a, 'c> {
         pub(super) tx: &'a mut Transaction<'c>,
         pub(super) schema: &'a str,
         pub(super) statements: &'a mut HashMap<String, Statement>,
-        pub(super) tables: &'a HashSet<&'static str>,
-        pub(super) projection: &'static str,
     }
 
-    impl PgTx<'_, '_> {
+    impl PgStore<'_, '_> {
         fn statement(&mut self, sql: String) -> Result<Statement, ProjectionError> {
             if let Some(statement) = self.statements.get(&sql) {
                 return Ok(statement.clone());
@@ -1825,26 +2195,92 @@ mod pg {
             Ok(statement)
         }
 
-        fn key_params(table: &Table, key: &[Value]) -> Vec<Box<dyn ToSql + Sync>> {
-            table
+        fn delete(
+            &mut self,
+            table: &Table,
+            keys: &[&[Value]],
+        ) -> Result<(), ProjectionError> {
+            let key_list = sql::key_list(table);
+            let statement = self.statement(format!(
+                "DELETE FROM {} WHERE ({key_list}) IN ({})",
+                table_ref(self.schema, table.name),
+                unnest(table.key)
+            ))?;
+            let mut arrays: Vec<ColumnArray<'_>> = table
                 .key
                 .iter()
-                .zip(key)
-                .map(|(c, v)| to_sql(c.ty, v))
-                .collect()
+                .map(|c| ColumnArray::new(c.ty, keys.len()))
+                .collect();
+            for key in keys {
+                for (array, value) in arrays.iter_mut().zip(key.iter()) {
+                    array.push(value);
+                }
+            }
+            let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a.as_param()).collect();
+            self.tx.execute(&statement, &params).map_err(error)?;
+            Ok(())
+        }
+
+        fn merge(
+            &mut self,
+            table: &Table,
+            shape: &[u8],
+            rows: &[(&[Value], &[Change])],
+        ) -> Result<(), ProjectionError> {
+            let statement = self.statement(sql::merge(
+                &table_ref(self.schema, table.name),
+                table,
+                shape,
+                &unnest,
+            ))?;
+            let mut arrays: Vec<ColumnArray<'_>> = table
+                .key
+                .iter()
+                .chain(
+                    table
+                        .values
+                        .iter()
+                        .zip(shape)
+                        .filter(|(_, k)| **k != 0)
+                        .map(|(c, _)| c),
+                )
+                .map(|c| ColumnArray::new(c.ty, rows.len()))
+                .collect();
+            for (key, changes) in rows {
+                let mut arrays = arrays.iter_mut();
+                for value in key.iter() {
+                    arrays.next().expect("one array per column").push(value);
+                }
+                for change in changes.iter() {
+                    match change {
+                        Change::Keep => {}
+                        Change::Set(value) => arrays.next().expect("one array per column").push(value),
+                        Change::Add(delta) => {
+                            arrays.next().expect("one array per column").push_int(*delta)
+                        }
+                    }
+                }
+            }
+            let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a.as_param()).collect();
+            self.tx.execute(&statement, &params).map_err(error)?;
+            Ok(())
         }
     }
 
-    impl Tx for PgTx<'_, '_> {
-        fn get(
+    impl RowStore for PgStore<'_, '_> {
+        fn load(
             &mut self,
             table: &Table,
             key: &[Value],
         ) -> Result<Option<Vec<Value>>, ProjectionError> {
-            check_key(self.projection, self.tables, table, key)?;
             let statement =
                 self.statement(sql::get(&table_ref(self.schema, table.name), table, &param))?;
-            let params = Self::key_params(table, key);
+            let params: Vec<Box<dyn ToSql + Sync>> = table
+                .key
+                .iter()
+                .zip(key)
+                .map(|(c, v)| to_sql(c.ty, v))
+                .collect();
             let row = self
                 .tx
                 .query_opt(&statement, &refs(&params))
@@ -1859,79 +2295,35 @@ mod pg {
             }))
         }
 
-        fn upsert(
+        fn flush(
             &mut self,
             table: &Table,
-            key: &[Value],
-            values: &[(&str, Value)],
+            writes: &[(&[Value], &Write)],
         ) -> Result<(), ProjectionError> {
-            check_key(self.projection, self.tables, table, key)?;
-            let columns = value_columns(self.projection, table, values.iter().map(|(n, _)| *n))?;
-            for (column, (_, value)) in columns.iter().zip(values) {
-                check_value(self.projection, table, column.name, column.ty, value, false)?;
+            // Deletes first: a key is written once per flush, so the order
+            // between a table's deletes and merges does not matter.
+            let deletes: Vec<&[Value]> = writes
+                .iter()
+                .filter(|(_, w)| matches!(w, Write::Delete))
+                .map(|(k, _)| *k)
+                .collect();
+            for chunk in deletes.chunks(PG_FLUSH_ROWS_MAX) {
+                self.delete(table, chunk)?;
             }
-            let statement = self.statement(sql::upsert(
-                &table_ref(self.schema, table.name),
-                table,
-                &columns,
-                false,
-                &param,
-            ))?;
-            let mut params = Self::key_params(table, key);
-            params.extend(
-                columns
-                    .iter()
-                    .zip(values)
-                    .map(|(c, (_, v))| to_sql(c.ty, v)),
-            );
-            self.tx.execute(&statement, &refs(&params)).map_err(error)?;
-            Ok(())
-        }
-
-        fn add(
-            &mut self,
-            table: &Table,
-            key: &[Value],
-            deltas: &[(&str, i64)],
-        ) -> Result<(), ProjectionError> {
-            check_key(self.projection, self.tables, table, key)?;
-            let columns = value_columns(self.projection, table, deltas.iter().map(|(n, _)| *n))?;
-            for column in &columns {
-                check_value(
-                    self.projection,
-                    table,
-                    column.name,
-                    column.ty,
-                    &Value::Int(0),
-                    false,
-                )?;
+            let mut shapes: BTreeMap<Vec<u8>, Vec<(&[Value], &[Change])>> = BTreeMap::new();
+            for (key, write) in writes {
+                if let Write::Merge(changes) = write {
+                    shapes
+                        .entry(Write::shape(changes))
+                        .or_default()
+                        .push((key, changes));
+                }
             }
-            let statement = self.statement(sql::upsert(
-                &table_ref(self.schema, table.name),
-                table,
-                &columns,
-                true,
-                &param,
-            ))?;
-            let mut params = Self::key_params(table, key);
-            params.extend(
-                deltas
-                    .iter()
-                    .map(|(_, d)| Box::new(*d) as Box<dyn ToSql + Sync>),
-            );
-            self.tx.execute(&statement, &refs(&params)).map_err(error)?;
-            Ok(())
-        }
-
-        fn delete(&mut self, table: &Table, key: &[Value]) -> Result<(), ProjectionError> {
-            check_key(self.projection, self.tables, table, key)?;
-            let statement = self.statement(sql::delete(
-                &table_ref(self.schema, table.name),
-                table,
-                &param,
-            ))?;
-            let params = Self::key_params(table, key);
-            self.tx.execute(&statement, &refs(&params)).map_err(error)?;
+            for (shape, rows) in &shapes {
+                for chunk in rows.chunks(PG_FLUSH_ROWS_MAX) {
+                    self.merge(table, shape, chunk)?;
+                }
+            }
             Ok(())
         }
     }

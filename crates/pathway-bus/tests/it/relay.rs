@@ -24,6 +24,12 @@ use crate::server::NatsServer;
 const CATCH_UP_TIMEOUT_MS: u64 = 120_000;
 
 pub(crate) async fn connect(url: &str) -> async_nats::Client {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("PATHWAY_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
+        .with_test_writer()
+        .try_init();
     async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(url)

@@ -21,11 +21,15 @@ fn field_names(desc: &MessageDescriptor, out: &mut BTreeSet<String>, seen: &mut 
 
 /// Field-name fragments no department view may hold: direct identifiers.
 const NEVER: &[&str] = &[
-    "name", "id_number", "id_hmac", "certificate_no", "phone", "address", "payload", "envelope",
+    "id_number", "id_hmac", "certificate_no", "phone", "address", "payload", "envelope",
 ];
 
 fn forbidden(d: Department) -> Vec<&'static str> {
     let mut f = NEVER.to_vec();
+    if d != Department::Sasac {
+        // A person's name; SASAC sees employers' (organisations') names.
+        f.push("name");
+    }
     if d != Department::CivilAffairs {
         f.extend(["wage", "income", "dibao"]);
     }
