@@ -12,6 +12,7 @@
 //! Every threshold (ratio, multiplier, 50 / 67 编制, 15%, deadline) is read from
 //! the policy in force at the end of the reporting year, never written here.
 
+use crate::person::wire_enum;
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
@@ -29,62 +30,37 @@ pub const STAFF_MAX: u32 = 1_000_000;
 /// Longest name or organisation code accepted, in characters.
 const NAME_CHARS_MAX: usize = 200;
 
-/// The kind of organisation, as in `pb::OrgType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrgType {
-    /// 机关
-    Organ,
-    /// 事业单位
-    PublicInstitution,
-    /// 国有企业
-    StateOwnedEnterprise,
-    /// 民营企业
-    PrivateEnterprise,
-    /// 社会团体 / 民办非企业
-    SocialOrganisation,
-    /// 个体工商户
-    IndividualBusiness,
-}
-
-impl From<OrgType> for pb::OrgType {
-    fn from(t: OrgType) -> Self {
-        match t {
-            OrgType::Organ => pb::OrgType::Organ,
-            OrgType::PublicInstitution => pb::OrgType::PublicInstitution,
-            OrgType::StateOwnedEnterprise => pb::OrgType::StateOwnedEnterprise,
-            OrgType::PrivateEnterprise => pb::OrgType::PrivateEnterprise,
-            OrgType::SocialOrganisation => pb::OrgType::SocialOrganisation,
-            OrgType::IndividualBusiness => pb::OrgType::IndividualBusiness,
-        }
+wire_enum! {
+    /// The kind of organisation, as in `pb::OrgType`.
+    OrgType => OrgType {
+        /// 机关
+        Organ => Organ,
+        /// 事业单位
+        PublicInstitution => PublicInstitution,
+        /// 国有企业
+        StateOwnedEnterprise => StateOwnedEnterprise,
+        /// 民营企业
+        PrivateEnterprise => PrivateEnterprise,
+        /// 社会团体 / 民办非企业
+        SocialOrganisation => SocialOrganisation,
+        /// 个体工商户
+        IndividualBusiness => IndividualBusiness,
     }
 }
 
-/// The administrative level of a unit, as in `pb::AdminLevel`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AdminLevel {
-    /// 省
-    Provincial,
-    /// 地市
-    Prefecture,
-    /// 县
-    County,
-    /// 乡
-    Township,
-    /// Not part of the administrative hierarchy (enterprises and the like).
-    None,
-}
-
-impl From<AdminLevel> for pb::AdminLevel {
-    fn from(l: AdminLevel) -> Self {
-        match l {
-            AdminLevel::Provincial => pb::AdminLevel::Provincial,
-            AdminLevel::Prefecture => pb::AdminLevel::Prefecture,
-            AdminLevel::County => pb::AdminLevel::County,
-            AdminLevel::Township => pb::AdminLevel::Township,
-            AdminLevel::None => pb::AdminLevel::None,
-        }
+wire_enum! {
+    /// The administrative level of a unit, as in `pb::AdminLevel`.
+    AdminLevel => AdminLevel {
+        /// 省
+        Provincial => Provincial,
+        /// 地市
+        Prefecture => Prefecture,
+        /// 县
+        County => County,
+        /// 乡
+        Township => Township,
+        /// Not part of the administrative hierarchy (enterprises and the like).
+        None => None,
     }
 }
 

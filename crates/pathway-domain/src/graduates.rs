@@ -9,6 +9,7 @@
 //! - [`GraduateLedger`], stream `ledger-<person_ref>-<year>`: one graduate's
 //!   ledger for one year.
 
+use crate::person::wire_enum;
 use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
@@ -27,90 +28,46 @@ const ID_CHARS_MAX: usize = 64;
 /// Longest school, major or organisation name, in characters.
 const NAME_CHARS_MAX: usize = 200;
 
-/// A graduate's level of study, as in `pb::GraduateLevel`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GraduateLevel {
-    /// 专科
-    JuniorCollege,
-    /// 本科
-    Bachelor,
-    /// 研究生
-    Postgraduate,
-}
-
-impl From<GraduateLevel> for pb::GraduateLevel {
-    fn from(l: GraduateLevel) -> Self {
-        match l {
-            GraduateLevel::JuniorCollege => pb::GraduateLevel::JuniorCollege,
-            GraduateLevel::Bachelor => pb::GraduateLevel::Bachelor,
-            GraduateLevel::Postgraduate => pb::GraduateLevel::Postgraduate,
-        }
+wire_enum! {
+    /// A graduate's level of study, as in `pb::GraduateLevel`.
+    GraduateLevel => GraduateLevel {
+        /// 专科
+        JuniorCollege => JuniorCollege,
+        /// 本科
+        Bachelor => Bachelor,
+        /// 研究生
+        Postgraduate => Postgraduate,
     }
 }
 
-/// Why a record of the cohort matched no registered person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnmatchedReason {
-    NotRegistered,
-    NoValidCertificate,
-    OutsideProvince,
-}
-
-impl From<UnmatchedReason> for pb::UnmatchedReason {
-    fn from(r: UnmatchedReason) -> Self {
-        match r {
-            UnmatchedReason::NotRegistered => pb::UnmatchedReason::NotRegistered,
-            UnmatchedReason::NoValidCertificate => pb::UnmatchedReason::NoValidCertificate,
-            UnmatchedReason::OutsideProvince => pb::UnmatchedReason::OutsideProvince,
-        }
+wire_enum! {
+    /// Why a record of the cohort matched no registered person.
+    UnmatchedReason => UnmatchedReason {
+        NotRegistered => NotRegistered,
+        NoValidCertificate => NoValidCertificate,
+        OutsideProvince => OutsideProvince,
     }
 }
 
-/// A measure of a graduate's plan, as in `pb::GraduateMeasure`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GraduateMeasure {
-    Assessment,
-    Training,
-    JobReferral,
-    PublicSectorPost,
-    SoePost,
-    Entrepreneurship,
-}
-
-impl From<GraduateMeasure> for pb::GraduateMeasure {
-    fn from(m: GraduateMeasure) -> Self {
-        match m {
-            GraduateMeasure::Assessment => pb::GraduateMeasure::Assessment,
-            GraduateMeasure::Training => pb::GraduateMeasure::Training,
-            GraduateMeasure::JobReferral => pb::GraduateMeasure::JobReferral,
-            GraduateMeasure::PublicSectorPost => pb::GraduateMeasure::PublicSectorPost,
-            GraduateMeasure::SoePost => pb::GraduateMeasure::SoePost,
-            GraduateMeasure::Entrepreneurship => pb::GraduateMeasure::Entrepreneurship,
-        }
+wire_enum! {
+    /// A measure of a graduate's plan, as in `pb::GraduateMeasure`.
+    GraduateMeasure => GraduateMeasure {
+        Assessment => Assessment,
+        Training => Training,
+        JobReferral => JobReferral,
+        PublicSectorPost => PublicSectorPost,
+        SoePost => SoePost,
+        Entrepreneurship => Entrepreneurship,
     }
 }
 
-/// A graduate's year-end outcome, as in `pb::GraduateOutcome`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GraduateOutcome {
-    Employed,
-    FurtherStudy,
-    NotYetEmployed,
-    NoIntention,
-}
-
-impl From<GraduateOutcome> for pb::GraduateOutcome {
-    fn from(o: GraduateOutcome) -> Self {
-        match o {
-            GraduateOutcome::Employed => pb::GraduateOutcome::Employed,
-            GraduateOutcome::FurtherStudy => pb::GraduateOutcome::FurtherStudy,
-            GraduateOutcome::NotYetEmployed => pb::GraduateOutcome::NotYetEmployed,
-            GraduateOutcome::NoIntention => pb::GraduateOutcome::NoIntention,
-        }
+wire_enum! {
+    /// A graduate's year-end outcome, as in `pb::GraduateOutcome`.
+    GraduateOutcome => GraduateOutcome {
+        Employed => Employed,
+        FurtherStudy => FurtherStudy,
+        NotYetEmployed => NotYetEmployed,
+        NoIntention => NoIntention,
     }
 }
 

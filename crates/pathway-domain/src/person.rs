@@ -80,6 +80,12 @@ macro_rules! wire_enum {
             $( $(#[$vmeta])* $variant ),+
         }
 
+        impl From<$name> for crate::pb::$pb {
+            fn from(v: $name) -> Self {
+                v.pb()
+            }
+        }
+
         impl $name {
             /// Every value, in wire order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];

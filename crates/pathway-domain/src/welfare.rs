@@ -11,6 +11,7 @@
 //!   posts capped at a share of the base (R-FUND-1) unless an approved
 //!   override raises the ceiling.
 
+use crate::person::wire_enum;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Months, NaiveDate};
@@ -282,27 +283,15 @@ impl Aggregate for WelfarePosts {
     }
 }
 
-/// A fund category, as in `pb::FundCategory`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FundCategory {
-    /// Social insurance of disabled public-welfare posts: capped (R-FUND-1).
-    PwpSocialInsurance,
-    Training,
-    AuxiliaryEmployment,
-    Rewards,
-    Other,
-}
-
-impl From<FundCategory> for pb::FundCategory {
-    fn from(c: FundCategory) -> Self {
-        match c {
-            FundCategory::PwpSocialInsurance => pb::FundCategory::PwpSocialInsurance,
-            FundCategory::Training => pb::FundCategory::Training,
-            FundCategory::AuxiliaryEmployment => pb::FundCategory::AuxiliaryEmployment,
-            FundCategory::Rewards => pb::FundCategory::Rewards,
-            FundCategory::Other => pb::FundCategory::Other,
-        }
+wire_enum! {
+    /// A fund category, as in `pb::FundCategory`.
+    FundCategory => FundCategory {
+        /// Social insurance of disabled public-welfare posts: capped (R-FUND-1).
+        PwpSocialInsurance => PwpSocialInsurance,
+        Training => Training,
+        AuxiliaryEmployment => AuxiliaryEmployment,
+        Rewards => Rewards,
+        Other => Other,
     }
 }
 
