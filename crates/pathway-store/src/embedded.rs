@@ -30,6 +30,12 @@
 //! group had (callers answered by one group resubmit at once); a lone caller
 //! never waits.
 //!
+//! Write volume: each group dirties about one leaf page of each index per
+//! event (stream and event id keys land at random places) and every dirty
+//! page goes to the WAL whole, so new databases use 2 KiB pages
+//! (`PAGE_BYTES`), and the WAL grows to `WAL_BYTES_MAX` before a commit
+//! checkpoints it, so a checkpoint copies each hot page once for many commits.
+//!
 //! An append whose caller goes away (future dropped) may still commit; a
 //! retry with the same event ids returns the original result.
 
