@@ -6,8 +6,11 @@ mod audit;
 mod bench;
 mod demo;
 mod import;
+mod relay;
 mod read;
+mod serve;
 mod store;
+mod subscribe;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +55,10 @@ enum Command {
     /// Measure the event log: append and read throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Publish the log to NATS JetStream for the departments.
+    Relay(relay::RelayArgs),
+    /// Print a department's events from NATS as JSON lines (durable consumer).
+    Subscribe(subscribe::SubscribeArgs),
     /// Keep read models current, rebuild one, or show their lag.
     #[command(subcommand)]
     Projections(read::ProjectionsCommand),
@@ -59,6 +66,8 @@ enum Command {
     Query(read::QueryArgs),
     /// The annual monitoring report each city files at year-end, per city and province.
     Report(read::ReportArgs),
+    /// Serve the department API (commands, read models, health, metrics), or issue a token.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -103,8 +112,17 @@ fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Verify(args) => runtime()?.block_on(store::verify(args)),
         Command::Audit(cmd) => runtime()?.block_on(audit::run(cmd)),
         Command::Replay(args) => runtime()?.block_on(audit::replay(args)),
+        Command::Serve(args) => runtime()?
+            .block_on(serve::run(args))
+            .map(|()| ExitCode::SUCCESS),
         Command::Bench(cmd) => runtime()?
             .block_on(bench::run(cmd))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Relay(args) => runtime()?
+            .block_on(relay::run(args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Subscribe(args) => runtime()?
+            .block_on(subscribe::run(args))
             .map(|()| ExitCode::SUCCESS),
     }
 }

@@ -1,0 +1,311 @@
+//! Spawning the application and building requests.
+
+use std::{path::PathBuf, time::Duration};
+
+use pathway_server::{
+    Application, Settings, StoreLocation,
+    settings::Secret,
+    token::{self, Claims},
+};
+use serde_json::{Value, json};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub(crate) const SECRET: &str = "test-signing-secret-0123456789abcdef";
+/// Longest a test waits for the read models to catch up.
+const READY_TIMEOUT_MS: u64 = 20_000;
+
+/// A fresh database for one test, dropped (best effort) afterwards.
+pub(crate) struct TestDb {
+    name: String,
+    url: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    pub(crate) async fn create() -> TestDb {
+        let admin_url = std::env::var("PATHWAY_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
+        let name = format!("pathway_test_{}", Uuid::new_v4().simple());
+        let admin = match tokio_postgres::connect(&admin_url, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                client
+            }
+            Err(e) => panic!(
+                "cannot connect to PostgreSQL at {admin_url}: {e}\n\
+                 These tests need a running PostgreSQL server (15 or later) that lets the user create databases.\n\
+                 Start one, e.g. `pg_ctlcluster 15 main start` or\n\
+                 `docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:15`,\n\
+                 or point PATHWAY_TEST_DATABASE_URL at a server you have."
+            ),
+        };
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let (base, _) = admin_url.rsplit_once('/').expect("URL has a database name");
+        TestDb {
+            url: format!("{base}/{name}"),
+            name,
+            admin_url,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&admin_url, NoTls).await.ok()?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// A running application and what it runs on.
+pub(crate) struct TestApp {
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<Result<(), pathway_server::ServerError>>>,
+    _db: Option<TestDb>,
+    _dir: Option<tempfile::TempDir>,
+    pub(crate) scratch: tempfile::TempDir,
+}
+
+fn base_settings(store: StoreLocation) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        store,
+        token_secret: Some(Secret::new(SECRET)),
+        policy_file: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/policy/authorization.toml"),
+        ready_lag_positions_max: 0,
+        ..Settings::default()
+    }
+}
+
+/// The application on a fresh PostgreSQL database, settings adjusted by `tweak`.
+pub(crate) async fn spawn_pg(tweak: impl FnOnce(&mut Settings, &std::path::Path)) -> TestApp {
+    let db = TestDb::create().await;
+    let mut settings = base_settings(StoreLocation::Postgres {
+        url: Secret::new(db.url.clone()),
+    });
+    spawn(settings_with(&mut settings, tweak), Some(db), None).await
+}
+
+/// The application on an embedded store in a temporary directory.
+pub(crate) async fn spawn_embedded(tweak: impl FnOnce(&mut Settings, &std::path::Path)) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = base_settings(StoreLocation::Embedded {
+        data_dir: dir.path().join("data"),
+    });
+    spawn(settings_with(&mut settings, tweak), None, Some(dir)).await
+}
+
+fn settings_with(
+    settings: &mut Settings,
+    tweak: impl FnOnce(&mut Settings, &std::path::Path),
+) -> (Settings, tempfile::TempDir) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    tweak(settings, scratch.path());
+    (settings.clone(), scratch)
+}
+
+async fn spawn(
+    (settings, scratch): (Settings, tempfile::TempDir),
+    db: Option<TestDb>,
+    dir: Option<tempfile::TempDir>,
+) -> TestApp {
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async move {
+        stopped.await.ok();
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        stop: Some(stop),
+        handle: Some(handle),
+        _db: db,
+        _dir: dir,
+        scratch,
+    }
+}
+
+impl TestApp {
+    pub(crate) async fn post(&self, token: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(token, body.to_string()).await
+    }
+
+    pub(crate) async fn post_raw(&self, token: &str, body: String) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/commands", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    /// Waits until `/readyz` says every read model is caught up.
+    pub(crate) async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+        loop {
+            let (status, body) = self.get_text("/readyz").await;
+            if status == 200 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "read models not caught up in {READY_TIMEOUT_MS} ms: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server as SIGTERM would and waits for it to finish.
+    pub(crate) async fn shut_down(mut self) -> Result<(), pathway_server::ServerError> {
+        self.stop.take().expect("running").send(()).ok();
+        self.handle
+            .take()
+            .expect("running")
+            .await
+            .expect("server task")
+    }
+}
+
+/// A token for `dept` (and `city`) valid for an hour.
+pub(crate) fn token(dept: &str, city: Option<&str>) -> String {
+    let (t, _) = token_with_id(dept, city, 3_600);
+    t
+}
+
+/// A token expiring `ttl_s` seconds from now (negative: already expired) and its id.
+pub(crate) fn token_with_id(dept: &str, city: Option<&str>, ttl_s: i64) -> (String, String) {
+    let now = chrono::Utc::now().timestamp();
+    let jti = Uuid::new_v4().to_string();
+    let claims = Claims {
+        sub: format!("{dept}-tester"),
+        dept: dept.to_owned(),
+        city: city.map(str::to_owned),
+        iat: now,
+        exp: now + ttl_s,
+        jti: jti.clone(),
+    };
+    (token::issue(&Secret::new(SECRET), &claims), jti)
+}
+
+/// A resident ID born 1990-04-12 in `county`, with its GB 11643 check digit.
+pub(crate) fn resident_id(county: &str, serial: u32) -> String {
+    let body = format!("{county}19900412{:03}", serial % 1000);
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = body
+        .bytes()
+        .zip(WEIGHTS)
+        .map(|(b, w)| u32::from(b - b'0') * w)
+        .sum();
+    let check = b"10X98765432"[(sum % 11) as usize] as char;
+    format!("{body}{check}")
+}
+
+/// A `register_person` envelope.
+pub(crate) fn register(
+    command_id: Uuid,
+    person_ref: Uuid,
+    dept: &str,
+    office: &str,
+    residence: &str,
+    serial: u32,
+) -> Value {
+    let id_hmac = format!("{:064x}", Uuid::new_v4().as_u128());
+    json!({
+        "command_id": command_id,
+        "department": dept,
+        "region": office,
+        "actor": "worker-1",
+        "at": "2023-03-01T10:00:00+08:00",
+        "command": {
+            "aggregate": "person",
+            "type": "register_person",
+            "person_ref": person_ref,
+            "name": "王伟",
+            "id_number": resident_id(residence, serial),
+            "id_hmac": id_hmac,
+            "phone": null,
+            "address": null,
+            "hukou_region": residence,
+            "residence_region": residence,
+            "registering_org": format!("{office}-dpf"),
+        }
+    })
+}
+
+/// A `verify_basic_info` envelope (one of the Four Ones) for a registered person.
+pub(crate) fn verify_basic_info(person_ref: Uuid, office: &str) -> Value {
+    json!({
+        "command_id": Uuid::new_v4(),
+        "department": "dpf",
+        "region": office,
+        "actor": "worker-1",
+        "at": "2023-04-01T10:00:00+08:00",
+        "command": {
+            "aggregate": "person",
+            "type": "verify_basic_info",
+            "person_ref": person_ref,
+            "year": 2023,
+            "verified_by_org": format!("{office}-dpf"),
+            "employment_status": "unemployed",
+            "wants_work": true,
+            "has_work_capacity": true,
+            "non_work_reason": null,
+            "verified_on": "2023-04-01",
+        }
+    })
+}

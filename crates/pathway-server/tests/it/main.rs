@@ -1,0 +1,6 @@
+//! `pathway serve` driven over HTTP: each test spawns the application on
+//! port 0 against its own fresh PostgreSQL database (or an embedded store in
+//! a temporary directory) and talks to it with a plain HTTP client.
+
+mod api;
+mod helpers;
