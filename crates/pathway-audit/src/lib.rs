@@ -13,14 +13,24 @@
 //!   business time is at or before a moment, into scratch storage, never
 //!   touching the live models.
 //!
-//! The contract also holds `AuditWarrantIssued` and `ExportedRecord` for the
-//! subject histories and export bundles, which are not built yet.
+//! - [`bundle`]: export of a range of the log as a self-verifying bundle
+//!   (records with every stored column, their checkpoints, a manifest of
+//!   digests), verified on another machine without the database.
+//! - [`history`]: every event about one person, household or employer, with
+//!   personal fields pseudonymised unless the auditor holds a warrant
+//!   recorded in the log; warrants (dual approval) and a record of every
+//!   read in clear.
+//! - [`evaluation`]: the end-of-plan evaluation from models replayed as of
+//!   a year-end.
 //!
 //! Audit events are appended straight to the store, not through the command
 //! engine: they state facts about the log itself (a signature over its head,
 //! a warrant granted outside Pathway), not decisions of the domain.
 
+pub mod bundle;
 pub mod checkpoint;
+pub mod evaluation;
+pub mod history;
 pub mod replay;
 pub mod verify;
 

@@ -270,6 +270,7 @@ SagaTimerFired                    -
 SagaRouterCheckpointed            -
 LogCheckpointSigned               -
 AuditWarrantIssued                -
+AuditRecordRead                   -
 ";
 
 #[test]
