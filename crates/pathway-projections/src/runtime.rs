@@ -32,9 +32,20 @@
 //! ([`PROJECTOR_CHANNEL_READS_MAX`]) to a writer on its own OS thread
 //! (`pathway-projector-<name>`) that owns the read-model connection: the
 //! projection code and the synchronous `postgres`/`rusqlite` clients never run
-//! on a runtime thread. The writer groups reads that are already waiting into
-//! one transaction of at most [`PROJECTOR_BATCH_EVENTS_MAX`] events, and stops
-//! adding to it after [`PROJECTOR_BATCH_TIME_MAX_MS`].
+//! on a runtime thread. The writer groups reads into one transaction of at
+//! most [`PROJECTOR_BATCH_EVENTS_MAX`] events, and stops adding to it after
+//! [`PROJECTOR_BATCH_TIME_MAX_MS`]: a follower takes the reads already
+//! waiting, a catch-up waits for the reads still to come up to its target.
+//!
+//! [`catch_up_many`] runs one reader for several models: each read is
+//! decoded once and sent to every model's writer, which skips what its
+//! checkpoint already covers.
+//!
+//! Inside a batch the projection's rows go through a write-back cache
+//! (`cache`): reads are served from it, writes coalesced per row and flushed
+//! in table and key order just before the checkpoint is written, in the
+//! same transaction. PostgreSQL flushes write each table with one
+//! statement per write shape, the rows passed as arrays (`unnest`).
 //!
 //! # Storage
 //!
@@ -102,9 +113,9 @@ mod cache;
 use cache::{CachedTx, RowCache};
 
 /// Events one read of the log returns at most.
-pub const PROJECTOR_READ_EVENTS_MAX: usize = 1_000;
+pub const PROJECTOR_READ_EVENTS_MAX: usize = 2_000;
 /// Events one batch transaction applies at most.
-pub const PROJECTOR_BATCH_EVENTS_MAX: usize = 5_000;
+pub const PROJECTOR_BATCH_EVENTS_MAX: usize = 20_000;
 /// A batch transaction takes no further reads after being open this long.
 pub const PROJECTOR_BATCH_TIME_MAX_MS: u64 = 1_000;
 /// Reads waiting between the log reader and the writer thread.
@@ -301,8 +312,8 @@ pub async fn catch_up_many_with<S: EventStore + Clone>(
     let elapsed = started.elapsed().as_secs_f64();
     tracing::info!(
         head,
-        events = applied,
-        events_per_second = (applied as f64 / elapsed.max(1e-9)) as u64,
+        model_events = applied,
+        model_events_per_second = (applied as f64 / elapsed.max(1e-9)) as u64,
         "projectors caught up"
     );
     Ok(checkpoints)
@@ -619,6 +630,10 @@ async fn pipeline_many<S: EventStore + Clone>(
             location: model.location.clone(),
             projection: Arc::clone(&model.projection),
             options: options.clone(),
+            catch_up_to: match until {
+                Until::Position(head) => Some(*head),
+                Until::Shutdown(_) => None,
+            },
         };
         let spawned = std::thread::Builder::new()
             .name(format!("pathway-projector-{}", model.projection.name()))
@@ -819,6 +834,10 @@ struct Writer {
     location: Location,
     projection: Arc<dyn Projection>,
     options: ProjectorOptions,
+    /// When catching up to this position, a batch waits for the reads still
+    /// to come (within the batch limits) instead of committing what is
+    /// there: fewer, larger transactions. A follower commits what is there.
+    catch_up_to: Option<u64>,
 }
 
 impl Writer {
@@ -847,7 +866,11 @@ impl Writer {
         if ready.send(Ok(checkpoint)).is_err() {
             return;
         }
-        let mut cache = RowCache::new(self.projection.tables(), PROJECTOR_CACHE_ROWS_MAX);
+        let mut cache = RowCache::new(
+            self.projection.tables(),
+            PROJECTOR_CACHE_ROWS_MAX,
+            checkpoint == 0,
+        );
         let mut applied = 0u64;
         let mut carry: Option<Read> = None;
         let result = loop {
@@ -875,7 +898,9 @@ impl Writer {
                 // Read for a writer further behind.
                 continue;
             }
-            match self.batch(&mut conn, &mut cache, checkpoint, first, &mut reads, &mut carry) {
+            match self.batch(
+                &mut conn, &mut cache, checkpoint, first, &mut reads, &mut carry,
+            ) {
                 Ok((last, events)) => {
                     checkpoint = last;
                     applied += events;
@@ -926,7 +951,15 @@ impl Writer {
                 if events as usize >= options.batch_events_max || started.elapsed() >= time_max {
                     break;
                 }
-                if let Ok(more) = reads.try_recv() {
+                let behind = self
+                    .catch_up_to
+                    .is_some_and(|head| last.is_some_and(|(p, _)| p < head));
+                let more = match reads.try_recv() {
+                    Ok(more) => Some(more),
+                    Err(_) if behind => reads.blocking_recv(),
+                    Err(_) => None,
+                };
+                if let Some(more) = more {
                     if events as usize + more.len() <= options.batch_events_max {
                         read = Some((more, 0));
                     } else {
@@ -1444,7 +1477,9 @@ mod sql {
             let name = quote(column.name);
             match kind {
                 1 => updates.push(format!("{name} = excluded.{name}")),
-                2 => updates.push(format!("{name} = coalesce(cur.{name}, 0) + excluded.{name}")),
+                2 => updates.push(format!(
+                    "{name} = coalesce(cur.{name}, 0) + excluded.{name}"
+                )),
                 _ => {}
             }
         }
@@ -1532,7 +1567,9 @@ mod sqlite {
     use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
 
     use super::cache::{Change, RowStore, Write};
-    use super::{CHECKPOINT_TABLE, SQLITE_BUSY_TIMEOUT_MS, SQLITE_STATEMENT_CACHE_LEN_MAX, quote, sql};
+    use super::{
+        CHECKPOINT_TABLE, SQLITE_BUSY_TIMEOUT_MS, SQLITE_STATEMENT_CACHE_LEN_MAX, quote, sql,
+    };
     use crate::model::{ColumnType, Projection, ProjectionError, Table, Value};
 
     pub(super) fn error(e: rusqlite::Error) -> ProjectionError {
@@ -1726,18 +1763,16 @@ mod sqlite {
 
     impl SqliteRows {
         fn sql(&mut self, table: &Table, shape: &[u8]) -> &str {
-            if !self.sql.contains_key(&(table.name, shape.to_vec())) {
-                let text = match shape {
+            self.sql
+                .entry((table.name, shape.to_vec()))
+                .or_insert_with(|| match shape {
                     s if s == GET_SHAPE => sql::get(&quote(table.name), table, &param),
                     s if s == DELETE_SHAPE => sql::delete(&quote(table.name), table, &param),
                     _ => sql::merge(&quote(table.name), table, shape, &|columns| {
                         let params: Vec<String> = (1..=columns.len()).map(param).collect();
                         format!("VALUES ({})", params.join(", "))
                     }),
-                };
-                self.sql.insert((table.name, shape.to_vec()), text);
-            }
-            &self.sql[&(table.name, shape.to_vec())]
+                })
         }
     }
 
@@ -1934,8 +1969,8 @@ mod pg {
 
     use super::cache::{Change, RowStore, Write};
     use super::{
-        CHECKPOINT_TABLE, PG_CONNECT_TIMEOUT_MS, PG_FLUSH_ROWS_MAX, PG_RETIRED_DROP_LOCK_TIMEOUT_MS,
-        PG_SWAP_LOCK_TIMEOUT_MS, quote, sql,
+        CHECKPOINT_TABLE, PG_CONNECT_TIMEOUT_MS, PG_FLUSH_ROWS_MAX,
+        PG_RETIRED_DROP_LOCK_TIMEOUT_MS, PG_SWAP_LOCK_TIMEOUT_MS, quote, sql,
     };
     use crate::model::{Column, ColumnType, Projection, ProjectionError, Table, Value};
 
@@ -2113,6 +2148,9 @@ mod pg {
         params.iter().map(|p| p.as_ref()).collect()
     }
 
+    /// A row of a merge: its key and one change per value column.
+    type MergeRow<'w> = (&'w [Value], &'w [Change]);
+
     /// One column of a multi-row statement's parameters.
     enum ColumnArray<'v> {
         Text(Vec<Option<&'v str>>),
@@ -2195,11 +2233,7 @@ mod pg {
             Ok(statement)
         }
 
-        fn delete(
-            &mut self,
-            table: &Table,
-            keys: &[&[Value]],
-        ) -> Result<(), ProjectionError> {
+        fn delete(&mut self, table: &Table, keys: &[&[Value]]) -> Result<(), ProjectionError> {
             let key_list = sql::key_list(table);
             let statement = self.statement(format!(
                 "DELETE FROM {} WHERE ({key_list}) IN ({})",
@@ -2254,10 +2288,13 @@ mod pg {
                 for change in changes.iter() {
                     match change {
                         Change::Keep => {}
-                        Change::Set(value) => arrays.next().expect("one array per column").push(value),
-                        Change::Add(delta) => {
-                            arrays.next().expect("one array per column").push_int(*delta)
+                        Change::Set(value) => {
+                            arrays.next().expect("one array per column").push(value)
                         }
+                        Change::Add(delta) => arrays
+                            .next()
+                            .expect("one array per column")
+                            .push_int(*delta),
                     }
                 }
             }
@@ -2310,7 +2347,7 @@ mod pg {
             for chunk in deletes.chunks(PG_FLUSH_ROWS_MAX) {
                 self.delete(table, chunk)?;
             }
-            let mut shapes: BTreeMap<Vec<u8>, Vec<(&[Value], &[Change])>> = BTreeMap::new();
+            let mut shapes: BTreeMap<Vec<u8>, Vec<MergeRow<'_>>> = BTreeMap::new();
             for (key, write) in writes {
                 if let Write::Merge(changes) = write {
                     shapes

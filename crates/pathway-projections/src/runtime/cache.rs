@@ -17,12 +17,15 @@
 //! Known rows survive the commit of their batch (clean) and serve later
 //! batches of the same writer: a writer only starts a batch after finding the
 //! stored checkpoint where it left it, i.e. after nobody else wrote the
-//! model. The cache is emptied when a batch fails and bounded by
+//! model. A writer that starts from an empty model (checkpoint 0) knows
+//! every row from the start, so a row it has not seen is absent and is not
+//! looked up, until the cache is first emptied. The cache is emptied when a batch fails and bounded by
 //! [`PROJECTOR_CACHE_ROWS_MAX`](super::PROJECTOR_CACHE_ROWS_MAX): past it,
 //! dirty rows are flushed (still inside the transaction) and clean ones
 //! dropped.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use super::{check_key, check_value, value_columns};
 use crate::model::{ColumnType, ProjectionError, Table, Tx, Value};
@@ -80,32 +83,133 @@ pub(super) trait RowStore {
 enum Entry {
     /// The row as it stands in the transaction (`None`: absent); `dirty` if
     /// that differs from what was last flushed.
-    Known { row: Option<Vec<Value>>, dirty: bool },
+    Known {
+        row: Option<Vec<Value>>,
+        dirty: bool,
+    },
     /// Writes to a row whose stored value is unknown.
     Blind(Vec<Change>),
+}
+
+/// Rows by key. (`Value` has no `Hash`; keys are hashed here, and rows
+/// whose keys share a hash are kept side by side.) Lookups do not compare
+/// whole keys the way an ordered map does at every level; the flush sorts
+/// the keys it writes.
+#[derive(Debug, Default)]
+struct KeyMap {
+    buckets: HashMap<u64, Vec<(Vec<Value>, Entry)>>,
+    len: usize,
+}
+
+impl KeyMap {
+    fn hash(key: &[Value]) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        for value in key {
+            match value {
+                Value::Null => 0u8.hash(&mut hasher),
+                Value::Bool(b) => (1u8, b).hash(&mut hasher),
+                Value::Int(i) => (2u8, i).hash(&mut hasher),
+                Value::Text(s) => (3u8, s).hash(&mut hasher),
+            }
+        }
+        hasher.finish()
+    }
+
+    fn get(&self, key: &[Value]) -> Option<&Entry> {
+        self.buckets
+            .get(&Self::hash(key))?
+            .iter()
+            .find(|(k, _)| k.as_slice() == key)
+            .map(|(_, e)| e)
+    }
+
+    fn get_mut(&mut self, key: &[Value]) -> Option<&mut Entry> {
+        self.buckets
+            .get_mut(&Self::hash(key))?
+            .iter_mut()
+            .find(|(k, _)| k.as_slice() == key)
+            .map(|(_, e)| e)
+    }
+
+    fn insert(&mut self, key: Vec<Value>, entry: Entry) -> Option<Entry> {
+        let bucket = self.buckets.entry(Self::hash(&key)).or_default();
+        match bucket.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, old)) => Some(std::mem::replace(old, entry)),
+            None => {
+                bucket.push((key, entry));
+                self.len += 1;
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &[Value]) -> Option<Entry> {
+        let hash = Self::hash(key);
+        let bucket = self.buckets.get_mut(&hash)?;
+        let i = bucket.iter().position(|(k, _)| k.as_slice() == key)?;
+        let (_, entry) = bucket.swap_remove(i);
+        if bucket.is_empty() {
+            self.buckets.remove(&hash);
+        }
+        self.len -= 1;
+        Some(entry)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.buckets.clear();
+        self.len = 0;
+    }
+}
+
+/// The cached rows of one table, and the keys of those to flush.
+#[derive(Debug)]
+struct TableRows {
+    name: &'static str,
+    rows: KeyMap,
+    dirty: Vec<Vec<Value>>,
 }
 
 /// The cached rows of one model, per table (in the projection's order).
 #[derive(Debug)]
 pub(super) struct RowCache {
-    tables: Vec<(&'static str, BTreeMap<Vec<Value>, Entry>)>,
+    tables: Vec<TableRows>,
     rows: usize,
     rows_max: usize,
+    /// Every row of the model is in the cache: a row not found is absent.
+    /// True for a model projected from position 1 until the cache is first
+    /// emptied.
+    complete: bool,
 }
 
 impl RowCache {
-    pub(super) fn new(tables: &[Table], rows_max: usize) -> Self {
+    /// `empty`: the model holds no rows yet (checkpoint 0), so the cache
+    /// starts out knowing all of them.
+    pub(super) fn new(tables: &[Table], rows_max: usize, empty: bool) -> Self {
         RowCache {
-            tables: tables.iter().map(|t| (t.name, BTreeMap::new())).collect(),
+            tables: tables
+                .iter()
+                .map(|t| TableRows {
+                    name: t.name,
+                    rows: KeyMap::default(),
+                    dirty: Vec::new(),
+                })
+                .collect(),
             rows: 0,
             rows_max,
+            complete: empty,
         }
     }
 
-    /// Forgets everything (after a failed batch).
+    /// Forgets everything (after a failed batch, or when full).
     pub(super) fn clear(&mut self) {
-        for (_, rows) in &mut self.tables {
-            rows.clear();
+        self.complete = false;
+        for table in &mut self.tables {
+            table.rows.clear();
+            table.dirty.clear();
         }
         self.rows = 0;
     }
@@ -118,7 +222,7 @@ impl RowCache {
     fn index(&self, table: &Table) -> usize {
         self.tables
             .iter()
-            .position(|(name, _)| *name == table.name)
+            .position(|t| t.name == table.name)
             .expect("table checked by check_key")
     }
 
@@ -132,35 +236,39 @@ impl RowCache {
     ) -> Result<(), ProjectionError> {
         for table in tables {
             let i = self.index(table);
-            let rows = &mut self.tables[i].1;
-            let mut writes: Vec<(&[Value], Write)> = Vec::new();
-            for (key, entry) in rows.iter() {
-                match entry {
-                    Entry::Known { dirty: false, .. } => {}
-                    Entry::Known { row: None, .. } => writes.push((key, Write::Delete)),
-                    Entry::Known { row: Some(row), .. } => writes.push((
-                        key,
-                        Write::Merge(row.iter().cloned().map(Change::Set).collect()),
-                    )),
-                    Entry::Blind(changes) => writes.push((key, Write::Merge(changes.clone()))),
-                }
-            }
-            if writes.is_empty() {
+            let cached = &mut self.tables[i];
+            if cached.dirty.is_empty() {
                 continue;
+            }
+            let mut keys = std::mem::take(&mut cached.dirty);
+            keys.sort_unstable();
+            let mut writes: Vec<(&[Value], Write)> = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let write = match cached.rows.get(key.as_slice()) {
+                    Some(Entry::Known { dirty: false, .. }) | None => continue,
+                    Some(Entry::Known { row: None, .. }) => Write::Delete,
+                    Some(Entry::Known { row: Some(row), .. }) => {
+                        Write::Merge(row.iter().cloned().map(Change::Set).collect())
+                    }
+                    Some(Entry::Blind(changes)) => Write::Merge(changes.clone()),
+                };
+                writes.push((key, write));
             }
             let refs: Vec<(&[Value], &Write)> = writes.iter().map(|(k, w)| (*k, w)).collect();
             store.flush(table, &refs)?;
             drop(refs);
             drop(writes);
-            rows.retain(|_, entry| match entry {
-                Entry::Known { dirty, .. } => {
-                    *dirty = false;
-                    true
+            for key in keys {
+                match cached.rows.get_mut(key.as_slice()) {
+                    Some(Entry::Known { dirty, .. }) => *dirty = false,
+                    Some(Entry::Blind(_)) => {
+                        cached.rows.remove(key.as_slice());
+                    }
+                    None => {}
                 }
-                Entry::Blind(_) => false,
-            });
+            }
         }
-        self.rows = self.tables.iter().map(|(_, rows)| rows.len()).sum();
+        self.rows = self.tables.iter().map(|t| t.rows.len()).sum();
         Ok(())
     }
 
@@ -232,24 +340,23 @@ impl CachedTx<'_> {
         self.cache.trim(self.store, self.all_tables)
     }
 
-    fn rows(&mut self, table: &Table) -> &mut BTreeMap<Vec<Value>, Entry> {
+    fn rows(&mut self, table: &Table) -> &mut TableRows {
         let i = self.cache.index(table);
-        &mut self.cache.tables[i].1
+        &mut self.cache.tables[i]
     }
 
     /// The known row with `key`, loading it (and applying blind writes) if
     /// needed.
     fn known(&mut self, table: &Table, key: &[Value]) -> Result<&mut Entry, ProjectionError> {
         let i = self.cache.index(table);
-        let entry = self.cache.tables[i].1.get(key);
+        let entry = self.cache.tables[i].rows.get(key);
         let replace = match entry {
             Some(Entry::Known { .. }) => None,
             Some(Entry::Blind(changes)) => {
                 let changes = changes.clone();
                 let stored = self.store.load(table, key)?;
-                let mut row = stored.unwrap_or_else(|| {
-                    table.values.iter().map(|c| default_value(c.ty)).collect()
-                });
+                let mut row = stored
+                    .unwrap_or_else(|| table.values.iter().map(|c| default_value(c.ty)).collect());
                 for (column, change) in changes.into_iter().enumerate() {
                     match change {
                         Change::Keep => {}
@@ -265,12 +372,17 @@ impl CachedTx<'_> {
                 })
             }
             None => {
-                let row = self.store.load(table, key)?;
+                let row = if self.cache.complete {
+                    None
+                } else {
+                    self.store.load(table, key)?
+                };
                 self.cache.rows += 1;
                 Some(Entry::Known { row, dirty: false })
             }
         };
-        let rows = &mut self.cache.tables[i].1;
+        // A blind row resolved here is already listed as dirty.
+        let rows = &mut self.cache.tables[i].rows;
         if let Some(entry) = replace {
             rows.insert(key.to_vec(), entry);
         }
@@ -284,19 +396,38 @@ impl CachedTx<'_> {
         known: impl FnOnce(&mut Vec<Value>) -> Result<(), ProjectionError>,
         blind: impl FnOnce(&mut Vec<Change>) -> Result<(), ProjectionError>,
     ) -> Result<(), ProjectionError> {
-        let rows = self.rows(table);
-        match rows.get_mut(key) {
+        let complete = self.cache.complete;
+        let cached = self.rows(table);
+        match cached.rows.get_mut(key) {
             Some(Entry::Known { row, dirty }) => {
-                let row =
-                    row.get_or_insert_with(|| table.values.iter().map(|c| default_value(c.ty)).collect());
+                let row = row.get_or_insert_with(|| {
+                    table.values.iter().map(|c| default_value(c.ty)).collect()
+                });
                 known(row)?;
-                *dirty = true;
+                if !*dirty {
+                    *dirty = true;
+                    cached.dirty.push(key.to_vec());
+                }
             }
             Some(Entry::Blind(changes)) => blind(changes)?,
+            None if complete => {
+                let mut row = table.values.iter().map(|c| default_value(c.ty)).collect();
+                known(&mut row)?;
+                cached.rows.insert(
+                    key.to_vec(),
+                    Entry::Known {
+                        row: Some(row),
+                        dirty: true,
+                    },
+                );
+                cached.dirty.push(key.to_vec());
+                self.cache.rows += 1;
+            }
             None => {
                 let mut changes = vec![Change::Keep; table.values.len()];
                 blind(&mut changes)?;
-                rows.insert(key.to_vec(), Entry::Blind(changes));
+                cached.rows.insert(key.to_vec(), Entry::Blind(changes));
+                cached.dirty.push(key.to_vec());
                 self.cache.rows += 1;
             }
         }
@@ -413,18 +544,21 @@ impl Tx for CachedTx<'_> {
 
     fn delete(&mut self, table: &Table, key: &[Value]) -> Result<(), ProjectionError> {
         check_key(self.projection, self.tables, table, key)?;
-        let rows = self.rows(table);
-        let fresh = rows
-            .insert(
-                key.to_vec(),
-                Entry::Known {
-                    row: None,
-                    dirty: true,
-                },
-            )
-            .is_none();
-        if fresh {
-            self.cache.rows += 1;
+        let cached = self.rows(table);
+        let previous = cached.rows.insert(
+            key.to_vec(),
+            Entry::Known {
+                row: None,
+                dirty: true,
+            },
+        );
+        match previous {
+            None => {
+                cached.dirty.push(key.to_vec());
+                self.cache.rows += 1;
+            }
+            Some(Entry::Known { dirty: false, .. }) => cached.dirty.push(key.to_vec()),
+            Some(_) => {}
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use pathway_engine::{Engine, json};
 use pathway_projections::{
-    Projection, Value, models,
+    Value, models,
     runtime::{self, ReadStore},
 };
 use pathway_store::{EventStore, embedded::EmbeddedStore, postgres::PostgresStore};
