@@ -61,7 +61,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// department views (`pathway.views.v1`) and the graduate exchange
 /// (`pathway.exchange.v1`). Compiled apart from the events so their
 /// descriptor set (`published_descriptor_set.bin`) holds only them.
-fn compile_published(root: &std::path::Path, out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+fn compile_published(
+    root: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();
     for dir in ["pathway/views/v1", "pathway/exchange/v1"] {
         let dir = root.join(dir);

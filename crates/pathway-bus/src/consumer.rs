@@ -13,7 +13,9 @@ use futures::StreamExt as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 
 use crate::BusError;
-use crate::limits::{CONSUMER_ACK_PENDING_MAX, CONSUMER_ACK_WAIT_S};
+use crate::limits::{
+    CONSUMER_ACK_PENDING_MAX, CONSUMER_ACK_WAIT_S, CONSUMER_PULL_BATCH_MAX, CONSUMER_PULL_WAIT_MS,
+};
 use crate::subjects::Department;
 
 /// Where a new durable consumer starts.
@@ -113,31 +115,42 @@ pub async fn consume(
         .get_or_create_consumer(durable, consumer_config(durable, start))
         .await
         .map_err(|e| BusError::nats("create consumer", e))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| BusError::nats("pull", e))?;
+    // One pull request at a time, never ahead of what is handled: a message
+    // pulled but not acked (the reader stops or dies) is redelivered only
+    // after the ack wait, so pulling ahead would delay and reorder it.
     let mut done = 0;
-    while limit.is_none_or(|l| done < l) {
-        let Some(message) = messages.next().await else {
+    loop {
+        let want = limit.map_or(CONSUMER_PULL_BATCH_MAX as u64, |l| {
+            (l - done).min(CONSUMER_PULL_BATCH_MAX as u64)
+        });
+        if want == 0 {
             break;
-        };
-        let message = message.map_err(|e| BusError::nats("pull", e))?;
-        let info = message
-            .info()
-            .map_err(|e| BusError::nats("message info", e))?;
-        let stream_sequence = info.stream_sequence;
-        let json = to_json(department, &message.payload)?;
-        handle(Received {
-            subject: message.subject.to_string(),
-            stream_sequence,
-            json,
-        })?;
-        message
-            .double_ack()
+        }
+        let mut batch = consumer
+            .batch()
+            .max_messages(want as usize)
+            .expires(Duration::from_millis(CONSUMER_PULL_WAIT_MS))
+            .messages()
             .await
-            .map_err(|e| BusError::nats("ack", e))?;
-        done += 1;
+            .map_err(|e| BusError::nats("pull", e))?;
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| BusError::nats("pull", e))?;
+            let info = message
+                .info()
+                .map_err(|e| BusError::nats("message info", e))?;
+            let stream_sequence = info.stream_sequence;
+            let json = to_json(department, &message.payload)?;
+            handle(Received {
+                subject: message.subject.to_string(),
+                stream_sequence,
+                json,
+            })?;
+            message
+                .double_ack()
+                .await
+                .map_err(|e| BusError::nats("ack", e))?;
+            done += 1;
+        }
     }
     Ok(done)
 }

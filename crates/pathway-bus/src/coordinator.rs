@@ -125,7 +125,9 @@ impl Coordinator for PgCoordinator {
                     tracing::info!(relay = %self.relay, "relay lock taken: leading");
                     return Ok(());
                 }
-                Ok(false) => tracing::debug!(relay = %self.relay, "relay lock held elsewhere: standing by"),
+                Ok(false) => {
+                    tracing::debug!(relay = %self.relay, "relay lock held elsewhere: standing by")
+                }
                 Err(e) => tracing::warn!(error = %e, "relay lock attempt failed"),
             }
             tokio::time::sleep(Duration::from_millis(RELAY_STANDBY_POLL_MS)).await;

@@ -22,10 +22,13 @@
 pub mod consumer;
 pub mod coordinator;
 mod error;
+pub mod exchange;
 pub mod limits;
 pub mod outgoing;
 pub mod relay;
 pub mod subjects;
 mod views_pb;
 
+/// The NATS client this crate is built on, for binaries that connect.
+pub use async_nats;
 pub use error::BusError;

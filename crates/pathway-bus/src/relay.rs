@@ -28,14 +28,14 @@ use async_nats::{HeaderMap, header};
 use futures::FutureExt as _;
 use pathway_store::{EventStore, subscribe_all};
 
+use crate::BusError;
 use crate::coordinator::Coordinator;
 use crate::limits::{
     RELAY_ACK_TIMEOUT_MS, RELAY_ACKS_INFLIGHT_MAX, RELAY_BATCH_EVENTS_MAX, RELAY_RETRY_BACKOFF_MS,
-    STREAM_DUPLICATE_WINDOW_S, STREAM_MAX_AGE_DAYS, STREAM_MAX_BYTES,
+    STREAM_DUPLICATE_WINDOW_S, STREAM_MAX_AGE_DAYS, STREAM_MAX_BYTES_DEFAULT,
 };
 use crate::outgoing::outgoing;
 use crate::subjects::Department;
-use crate::BusError;
 
 /// The header carrying a message's log position.
 pub const POSITION_HEADER: &str = "Pathway-Position";
@@ -44,7 +44,7 @@ pub const EVENT_TYPE_HEADER: &str = "Pathway-Event-Type";
 
 /// The configuration of one department's stream: file storage, limits
 /// retention with an explicit age and size, and the duplicate window.
-pub fn stream_config(department: Department) -> stream::Config {
+pub fn stream_config(department: Department, max_bytes: i64) -> stream::Config {
     stream::Config {
         name: department.stream(),
         description: Some(format!(
@@ -55,7 +55,7 @@ pub fn stream_config(department: Department) -> stream::Config {
         retention: stream::RetentionPolicy::Limits,
         discard: stream::DiscardPolicy::Old,
         max_age: Duration::from_secs(STREAM_MAX_AGE_DAYS * 24 * 3600),
-        max_bytes: STREAM_MAX_BYTES,
+        max_bytes,
         duplicate_window: Duration::from_secs(STREAM_DUPLICATE_WINDOW_S),
         num_replicas: 1,
         ..Default::default()
@@ -63,9 +63,9 @@ pub fn stream_config(department: Department) -> stream::Config {
 }
 
 /// Creates or updates every stream.
-pub async fn ensure_streams(js: &jetstream::Context) -> Result<(), BusError> {
+pub async fn ensure_streams(js: &jetstream::Context, max_bytes: i64) -> Result<(), BusError> {
     for d in Department::ALL {
-        js.create_or_update_stream(stream_config(d))
+        js.create_or_update_stream(stream_config(d, max_bytes))
             .await
             .map_err(|e| BusError::nats("create stream", e))?;
     }
@@ -113,16 +113,17 @@ async fn read_tail(js: &jetstream::Context, d: Department) -> Result<Tail, BusEr
         .map_err(|e| BusError::nats("stream info", e))?
         .state
         .clone();
-    let mut position = 0;
-    if state.messages > 0 {
-        if let Ok(m) = s.get_raw_message(state.last_sequence).await {
-            position = m
-                .headers
+    let last = match state.messages {
+        0 => None,
+        _ => s.get_raw_message(state.last_sequence).await.ok(),
+    };
+    let position = last
+        .and_then(|m| {
+            m.headers
                 .get(POSITION_HEADER)
                 .and_then(|v| v.as_str().parse().ok())
-                .unwrap_or(0);
-        }
-    }
+        })
+        .unwrap_or(0);
     Ok(Tail {
         sequence: state.last_sequence,
         position,
@@ -135,6 +136,7 @@ pub struct Relay<S, C> {
     coordinator: C,
     js: jetstream::Context,
     batch_events_max: usize,
+    stream_max_bytes: i64,
 }
 
 impl<S, C> std::fmt::Debug for Relay<S, C> {
@@ -153,7 +155,14 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
             coordinator,
             js: relay_context(client),
             batch_events_max: RELAY_BATCH_EVENTS_MAX,
+            stream_max_bytes: STREAM_MAX_BYTES_DEFAULT,
         }
+    }
+
+    /// Bounds each stream to `bytes` on disk.
+    pub fn with_stream_max_bytes(mut self, bytes: i64) -> Self {
+        self.stream_max_bytes = bytes;
+        self
     }
 
     /// Publishes at most `events` events per batch (and checkpoint write).
@@ -168,7 +177,7 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
     pub async fn rebuild(&mut self, from: u64) -> Result<(), BusError> {
         self.coordinator.lead().await?;
         delete_streams(&self.js).await?;
-        ensure_streams(&self.js).await?;
+        ensure_streams(&self.js, self.stream_max_bytes).await?;
         self.coordinator
             .set_checkpoint(from.saturating_sub(1))
             .await?;
@@ -197,7 +206,7 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
     }
 
     async fn cycle(&mut self) -> Result<(), BusError> {
-        ensure_streams(&self.js).await?;
+        ensure_streams(&self.js, self.stream_max_bytes).await?;
         let mut tails = BTreeMap::new();
         for d in Department::ALL {
             tails.insert(d, read_tail(&self.js, d).await?);
@@ -206,24 +215,43 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
         tracing::info!(checkpoint, "relaying from checkpoint");
         let mut log = subscribe_all(&self.store, checkpoint + 1);
         let mut batch = Vec::with_capacity(self.batch_events_max);
-        let mut acks = Vec::with_capacity(self.batch_events_max * 2);
+        // The previous batch: published, its acks not yet awaited. Awaiting
+        // them after publishing the next batch keeps NATS busy while the
+        // acks travel; the checkpoint still moves only past acked events.
+        let mut pending: Option<Pending> = None;
         loop {
             batch.clear();
-            batch.push(log.next().await?);
+            let first = match log.next().now_or_never() {
+                Some(event) => event?,
+                None => {
+                    // Caught up: settle the previous batch before waiting.
+                    if let Some(p) = pending.take() {
+                        self.settle(p).await?;
+                    }
+                    log.next().await?
+                }
+            };
+            batch.push(first);
             while batch.len() < self.batch_events_max {
                 match log.next().now_or_never() {
                     Some(event) => batch.push(event?),
                     None => break,
                 }
             }
+            let mut acks = Vec::with_capacity(batch.len() * 2);
             for record in &batch {
                 for m in outgoing(record)? {
-                    let tail = tails.get_mut(&m.department).expect("every department has a tail");
+                    let tail = tails
+                        .get_mut(&m.department)
+                        .expect("every department has a tail");
                     if record.position <= tail.position {
                         continue;
                     }
                     let mut headers = HeaderMap::new();
-                    headers.insert(header::NATS_MESSAGE_ID, record.event_id.to_string().as_str());
+                    headers.insert(
+                        header::NATS_MESSAGE_ID,
+                        record.event_id.to_string().as_str(),
+                    );
                     headers.insert(
                         header::NATS_EXPECTED_LAST_SEQUENCE,
                         tail.sequence.to_string().as_str(),
@@ -232,7 +260,10 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
                     headers.insert(EVENT_TYPE_HEADER, record.event_type.as_str());
                     let ack = self
                         .js
-                        .send_publish(m.subject, PublishMessage::build().payload(m.payload).headers(headers))
+                        .send_publish(
+                            m.subject,
+                            PublishMessage::build().payload(m.payload).headers(headers),
+                        )
                         .await
                         .map_err(|e| BusError::nats("publish", e))?;
                     tail.sequence += 1;
@@ -240,20 +271,45 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
                     acks.push((m.department, ack));
                 }
             }
-            for (department, ack) in acks.drain(..) {
-                let ack = ack.await.map_err(|e| BusError::nats("publish ack", e))?;
-                if ack.duplicate {
-                    // Stored before (a publish of an earlier cycle landed
-                    // late): our sequence count is off by one.
-                    return Err(BusError::Resync {
-                        stream: department.stream(),
-                        detail: "duplicate acknowledged".into(),
-                    });
-                }
-            }
             let last = batch.last().expect("a batch has an event").position;
-            self.coordinator.set_checkpoint(last).await?;
-            tracing::debug!(position = last, events = batch.len(), "batch relayed");
+            if let Some(p) = pending.replace(Pending {
+                acks,
+                last_position: last,
+                events: batch.len(),
+            }) {
+                self.settle(p).await?;
+            }
         }
     }
+
+    /// Awaits every ack of a published batch, then advances the checkpoint.
+    async fn settle(&mut self, pending: Pending) -> Result<(), BusError> {
+        for (department, ack) in pending.acks {
+            let ack = ack.await.map_err(|e| BusError::nats("publish ack", e))?;
+            if ack.duplicate {
+                // Stored before (a publish of an earlier cycle landed
+                // late): our sequence count is off by one.
+                return Err(BusError::Resync {
+                    stream: department.stream(),
+                    detail: "duplicate acknowledged".into(),
+                });
+            }
+        }
+        self.coordinator
+            .set_checkpoint(pending.last_position)
+            .await?;
+        tracing::debug!(
+            position = pending.last_position,
+            events = pending.events,
+            "batch relayed"
+        );
+        Ok(())
+    }
+}
+
+/// A published batch whose acks are still to be awaited.
+struct Pending {
+    acks: Vec<(Department, jetstream::context::PublishAckFuture)>,
+    last_position: u64,
+    events: usize,
 }

@@ -439,7 +439,9 @@ fn committee_programme(v: &views::CommitteeProgramme) -> pb::CommitteeProgramme 
     }
 }
 
-fn committee_training_completed(v: &views::CommitteeTrainingCompleted) -> pb::CommitteeTrainingCompleted {
+fn committee_training_completed(
+    v: &views::CommitteeTrainingCompleted,
+) -> pb::CommitteeTrainingCompleted {
     pb::CommitteeTrainingCompleted {
         programme_id: v.programme_id.clone(),
         year: v.year,
@@ -536,7 +538,9 @@ pub(crate) fn hrss(v: &views::HrssView) -> pb::HrssView {
         views::HrssView::NeedRegistered(x) => Kind::NeedRegistered(hrss_need(x)),
         views::HrssView::Referral(x) => Kind::Referral(hrss_referral(x)),
         views::HrssView::Enrolled(x) => Kind::Enrolled(hrss_enrolment(x)),
-        views::HrssView::TrainingCompleted(x) => Kind::TrainingCompleted(hrss_training_completed(x)),
+        views::HrssView::TrainingCompleted(x) => {
+            Kind::TrainingCompleted(hrss_training_completed(x))
+        }
         views::HrssView::Subsidy(x) => Kind::Subsidy(hrss_subsidy(x)),
         views::HrssView::Placed(x) => Kind::Placed(hrss_placement(x)),
         views::HrssView::PostsDeveloped(x) => Kind::PostsDeveloped(posts_developed(x)),
@@ -552,14 +556,30 @@ pub(crate) fn civil_affairs(v: &views::CivilAffairsView) -> pb::CivilAffairsView
     use pb::civil_affairs_view::Kind;
     let kind = match v {
         views::CivilAffairsView::StatusAsserted(x) => Kind::StatusAsserted(ca_status_asserted(x)),
-        views::CivilAffairsView::ReassessmentRequested(x) => Kind::ReassessmentRequested(ca_reassessment_requested(x)),
-        views::CivilAffairsView::IncomeReassessed(x) => Kind::IncomeReassessed(ca_income_reassessed(x)),
-        views::CivilAffairsView::PhaseOutStarted(x) => Kind::PhaseOutStarted(ca_phase_out_started(x)),
-        views::CivilAffairsView::PhaseOutExtended(x) => Kind::PhaseOutExtended(ca_phase_out_extended(x)),
-        views::CivilAffairsView::PhaseOutCancelled(x) => Kind::PhaseOutCancelled(ca_phase_out_cancelled(x)),
-        views::CivilAffairsView::BenefitPhasedOut(x) => Kind::BenefitPhasedOut(ca_benefit_phased_out(x)),
-        views::CivilAffairsView::BenefitTerminated(x) => Kind::BenefitTerminated(ca_benefit_decision(x)),
-        views::CivilAffairsView::BenefitContinued(x) => Kind::BenefitContinued(ca_benefit_decision(x)),
+        views::CivilAffairsView::ReassessmentRequested(x) => {
+            Kind::ReassessmentRequested(ca_reassessment_requested(x))
+        }
+        views::CivilAffairsView::IncomeReassessed(x) => {
+            Kind::IncomeReassessed(ca_income_reassessed(x))
+        }
+        views::CivilAffairsView::PhaseOutStarted(x) => {
+            Kind::PhaseOutStarted(ca_phase_out_started(x))
+        }
+        views::CivilAffairsView::PhaseOutExtended(x) => {
+            Kind::PhaseOutExtended(ca_phase_out_extended(x))
+        }
+        views::CivilAffairsView::PhaseOutCancelled(x) => {
+            Kind::PhaseOutCancelled(ca_phase_out_cancelled(x))
+        }
+        views::CivilAffairsView::BenefitPhasedOut(x) => {
+            Kind::BenefitPhasedOut(ca_benefit_phased_out(x))
+        }
+        views::CivilAffairsView::BenefitTerminated(x) => {
+            Kind::BenefitTerminated(ca_benefit_decision(x))
+        }
+        views::CivilAffairsView::BenefitContinued(x) => {
+            Kind::BenefitContinued(ca_benefit_decision(x))
+        }
         views::CivilAffairsView::Placed(x) => Kind::Placed(ca_placement(x)),
         views::CivilAffairsView::PlacementEnded(x) => Kind::PlacementEnded(placement_ended(x)),
     };
@@ -599,8 +619,12 @@ pub(crate) fn committee(v: &views::CommitteeView) -> pb::CommitteeView {
     let kind = match v {
         views::CommitteeView::NewEmployment(x) => Kind::NewEmployment(committee_new_employment(x)),
         views::CommitteeView::FourOnesVerified(x) => Kind::FourOnesVerified(committee_verified(x)),
-        views::CommitteeView::ProgrammeRegistered(x) => Kind::ProgrammeRegistered(committee_programme(x)),
-        views::CommitteeView::TrainingCompleted(x) => Kind::TrainingCompleted(committee_training_completed(x)),
+        views::CommitteeView::ProgrammeRegistered(x) => {
+            Kind::ProgrammeRegistered(committee_programme(x))
+        }
+        views::CommitteeView::TrainingCompleted(x) => {
+            Kind::TrainingCompleted(committee_training_completed(x))
+        }
         views::CommitteeView::PostsDeveloped(x) => Kind::PostsDeveloped(posts_developed(x)),
         views::CommitteeView::FundBudgeted(x) => Kind::FundBudgeted(committee_fund_budget(x)),
         views::CommitteeView::FundAllocated(x) => Kind::FundAllocated(committee_allocation(x)),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use pathway_bus::consumer::{Start, consume, consumer_config, inbox_prefix};
 use pathway_bus::coordinator::FileCoordinator;
-use pathway_bus::relay::Relay;
+
 use pathway_bus::subjects::Department;
 use pathway_engine::Engine;
 use pathway_sim::SimConfig;
@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::relay::{published_position, wait_for_position};
 use crate::server::NatsServer;
+use crate::test_relay;
 
 fn password(user: &str) -> String {
     format!("test-password-{user}")
@@ -27,7 +28,12 @@ fn env() -> Vec<(String, String)> {
     users.extend(Department::ALL.iter().map(|d| d.token().to_owned()));
     users
         .into_iter()
-        .map(|u| (format!("PATHWAY_NATS_{}_PASSWORD", u.to_ascii_uppercase()), password(&u)))
+        .map(|u| {
+            (
+                format!("PATHWAY_NATS_{}_PASSWORD", u.to_ascii_uppercase()),
+                password(&u),
+            )
+        })
         .collect()
 }
 
@@ -75,12 +81,23 @@ async fn departments_read_only_their_own_subjects_and_cannot_publish_events() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
     let engine = Engine::new(store.clone());
-    let cfg = SimConfig { persons: 10, seed: 41, concurrency: 2 };
-    pathway_sim::run(&engine, &cfg, |_, _| {}).await.expect("simulate");
+    let cfg = SimConfig {
+        persons: 10,
+        seed: 41,
+        concurrency: 2,
+    };
+    pathway_sim::run(&engine, &cfg, |_, _| {})
+        .await
+        .expect("simulate");
     let (pathway, _) = login(&url, "pathway", "_INBOX").await;
     let js = jetstream::new(pathway.clone());
     let relay = tokio::spawn(
-        Relay::new(store.clone(), FileCoordinator::new(dir.path(), "test"), pathway.clone()).run(),
+        test_relay(
+            store.clone(),
+            FileCoordinator::new(dir.path(), "test"),
+            pathway.clone(),
+        )
+        .run(),
     );
     let head = store.head().await.expect("head").position;
     wait_for_position(&js, head).await;
@@ -97,11 +114,19 @@ async fn departments_read_only_their_own_subjects_and_cannot_publish_events() {
     assert!(civil_count > 0, "Civil Affairs has messages to steal");
 
     // Education reads its own stream.
-    let (education, mut errors) = login(&url, "education", &inbox_prefix(Department::Education)).await;
+    let (education, mut errors) =
+        login(&url, "education", &inbox_prefix(Department::Education)).await;
     let edu_js = jetstream::new(education.clone());
-    let read = consume(&edu_js, Department::Education, "edu-test", Start::FromStart, Some(1), |_| Ok(()))
-        .await
-        .expect("Education reads its own stream");
+    let read = consume(
+        &edu_js,
+        Department::Education,
+        "edu-test",
+        Start::FromStart,
+        Some(1),
+        |_| Ok(()),
+    )
+    .await
+    .expect("Education reads its own stream");
     assert_eq!(read, 1);
 
     // Education cannot subscribe to Civil Affairs' subjects…
@@ -115,7 +140,11 @@ async fn departments_read_only_their_own_subjects_and_cannot_publish_events() {
         .await
         .expect("pathway publishes");
     pathway.flush().await.expect("flush");
-    let got = tokio::time::timeout(Duration::from_millis(500), futures::StreamExt::next(&mut sub)).await;
+    let got = tokio::time::timeout(
+        Duration::from_millis(500),
+        futures::StreamExt::next(&mut sub),
+    )
+    .await;
     assert!(
         !matches!(got, Ok(Some(_))),
         "Education received a Civil Affairs message"
@@ -140,7 +169,10 @@ async fn departments_read_only_their_own_subjects_and_cannot_publish_events() {
         let (client, mut errors) = login(&url, d.token(), &inbox_prefix(d)).await;
         let before = published_position(&js, d).await;
         client
-            .publish(format!("pathway.v1.{}.registry.person_registered", d.token()), "forged".into())
+            .publish(
+                format!("pathway.v1.{}.registry.person_registered", d.token()),
+                "forged".into(),
+            )
             .await
             .expect("publish is sent");
         client.flush().await.expect("flush");
@@ -154,7 +186,11 @@ async fn departments_read_only_their_own_subjects_and_cannot_publish_events() {
             .expect("info")
             .state
             .messages;
-        assert_eq!(published_position(&js, d).await, before, "{d}: forged message stored");
+        assert_eq!(
+            published_position(&js, d).await,
+            before,
+            "{d}: forged message stored"
+        );
         let _ = count_after;
     }
 }

@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt as _;
 use pathway_bus::coordinator::FileCoordinator;
 use pathway_bus::outgoing::outgoing;
-use pathway_bus::relay::{POSITION_HEADER, Relay};
+use pathway_bus::relay::POSITION_HEADER;
 use pathway_bus::subjects::Department;
 use pathway_engine::Engine;
 use pathway_proto::Message as _;
@@ -19,6 +19,7 @@ use pathway_store::embedded::EmbeddedStore;
 use pathway_store::{EventStore, ReadFilter};
 
 use crate::server::NatsServer;
+use crate::test_relay;
 
 /// Longest a test waits for the relay to reach a position.
 const CATCH_UP_TIMEOUT_MS: u64 = 120_000;
@@ -93,14 +94,18 @@ pub(crate) async fn stream_messages(
         })
         .await
         .expect("ephemeral consumer");
-    let mut messages = consumer.messages().await.expect("pull").take(count as usize);
+    let mut messages = consumer
+        .messages()
+        .await
+        .expect("pull")
+        .take(count as usize);
     let mut out = Vec::new();
     while let Some(m) = messages.next().await {
         let m = m.expect("message");
         let headers = m.headers.clone().expect("headers");
         let id = headers
-            .get("Nats-Msg-Id")
-            .expect("Nats-Msg-Id")
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .unwrap_or_else(|| panic!("Nats-Msg-Id missing: {headers:?}"))
             .as_str()
             .to_owned();
         let position = headers
@@ -141,7 +146,10 @@ pub(crate) async fn check_streams_match_log<S: EventStore>(store: &S, js: &jetst
         let got_ids: Vec<(String, u64)> = got.iter().map(|(id, p, _)| (id.clone(), *p)).collect();
         let want = expected.remove(&d).unwrap_or_default();
         assert_eq!(got_ids.len(), want.len(), "{d}: message count");
-        assert!(got_ids == want, "{d}: messages differ from the log (order or duplicates)");
+        assert!(
+            got_ids == want,
+            "{d}: messages differ from the log (order or duplicates)"
+        );
         for (id, _, payload) in &got {
             let event_id = match d {
                 Department::Dpf => pb::DpfEvent::decode(payload.as_ref()).map(|m| m.event_id),
@@ -184,7 +192,7 @@ async fn every_event_reaches_its_departments_once_in_order_across_relay_and_nats
     let client = connect(&nats.url()).await;
     let js = jetstream::new(client.clone());
     let spawn_relay = || {
-        let relay = Relay::new(
+        let relay = test_relay(
             store.clone(),
             FileCoordinator::new(dir.path(), "test"),
             client.clone(),
@@ -243,7 +251,7 @@ async fn a_second_relay_on_the_same_store_stands_by_and_takes_over() {
         .expect("first leads");
     // The standby cannot lead while the first holds the file.
     let standby = tokio::spawn(
-        Relay::new(
+        test_relay(
             store.clone(),
             FileCoordinator::new(dir.path(), "test"),
             client.clone(),
@@ -276,18 +284,78 @@ async fn rebuild_republishes_from_a_position_into_fresh_streams() {
     let head = store.head().await.expect("head").position;
 
     let relay = tokio::spawn(
-        Relay::new(store.clone(), FileCoordinator::new(dir.path(), "test"), client.clone()).run(),
+        test_relay(
+            store.clone(),
+            FileCoordinator::new(dir.path(), "test"),
+            client.clone(),
+        )
+        .run(),
     );
     wait_for_position(&js, head).await;
     relay.abort();
     let _ = relay.await;
 
-    let mut relay = Relay::new(store.clone(), FileCoordinator::new(dir.path(), "test"), client.clone());
+    let mut relay = test_relay(
+        store.clone(),
+        FileCoordinator::new(dir.path(), "test"),
+        client.clone(),
+    );
     relay.rebuild(1).await.expect("rebuild");
-    assert_eq!(published_position(&js, Department::Audit).await, 0, "streams emptied");
+    assert_eq!(
+        published_position(&js, Department::Audit).await,
+        0,
+        "streams emptied"
+    );
     let relay = tokio::spawn(relay.run());
     wait_for_position(&js, head).await;
     relay.abort();
     let _ = relay.await;
     check_streams_match_log(&store, &js).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_consumer_resumes_after_its_last_ack() {
+    use pathway_bus::consumer::{Start, consume};
+
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
+    simulate(&Engine::new(store.clone()), 10, 61).await;
+    let client = connect(&nats.url()).await;
+    let js = jetstream::new(client.clone());
+    let relay = tokio::spawn(
+        test_relay(
+            store.clone(),
+            FileCoordinator::new(dir.path(), "test"),
+            client.clone(),
+        )
+        .run(),
+    );
+    wait_for_position(&js, store.head().await.expect("head").position).await;
+    relay.abort();
+
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        // A new connection each time, as a restarted process would have.
+        let js = jetstream::new(connect(&nats.url()).await);
+        consume(
+            &js,
+            Department::Dpf,
+            "resume-test",
+            Start::FromStart,
+            Some(5),
+            |m| {
+                assert!(m.json.get("view").is_some(), "decoded view: {}", m.json);
+                seen.push(m.stream_sequence);
+                Ok(())
+            },
+        )
+        .await
+        .expect("consume");
+    }
+    assert_eq!(
+        seen,
+        (1..=10).collect::<Vec<u64>>(),
+        "the second reader resumes at 6"
+    );
 }

@@ -72,14 +72,24 @@ impl NatsServer {
                 let text = std::fs::read_to_string(template).expect("read deploy config");
                 let text = text
                     .replace("port: 4222", &format!("port: {}", self.port))
-                    .replace("/var/lib/nats/pathway", &self.store.path().display().to_string());
+                    .replace(
+                        "/var/lib/nats/pathway",
+                        &self.store.path().display().to_string(),
+                    );
                 let path = self.store.path().join("server.conf");
                 std::fs::write(&path, text).expect("write server config");
                 cmd.arg("-c").arg(path);
             }
             None => {
-                cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-                    .arg(self.store.path());
+                cmd.args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-js",
+                    "-sd",
+                ])
+                .arg(self.store.path());
             }
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -88,7 +98,11 @@ impl NatsServer {
         self.child = Some(cmd.spawn().expect("spawn nats-server"));
         let deadline = Instant::now() + Duration::from_millis(SERVER_READY_TIMEOUT_MS);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -131,10 +145,17 @@ fn find_binary() -> PathBuf {
         }
     }
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|d| d.join("nats-server")).collect())
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("nats-server"))
+                .collect()
+        })
         .unwrap_or_default();
     if let Ok(out) = Command::new("python3")
-        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
         .output()
     {
         let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -161,7 +182,11 @@ fn find_binary() -> PathBuf {
          or point PATHWAY_NATS_SERVER at a nats-server binary.",
         SERVER_VERSION_MIN.0,
         SERVER_VERSION_MIN.1,
-        if seen.is_empty() { "none".to_owned() } else { seen.join(", ") }
+        if seen.is_empty() {
+            "none".to_owned()
+        } else {
+            seen.join(", ")
+        }
     )
 }
 

@@ -21,7 +21,13 @@ fn field_names(desc: &MessageDescriptor, out: &mut BTreeSet<String>, seen: &mut 
 
 /// Field-name fragments no department view may hold: direct identifiers.
 const NEVER: &[&str] = &[
-    "id_number", "id_hmac", "certificate_no", "phone", "address", "payload", "envelope",
+    "id_number",
+    "id_hmac",
+    "certificate_no",
+    "phone",
+    "address",
+    "payload",
+    "envelope",
 ];
 
 fn forbidden(d: Department) -> Vec<&'static str> {
@@ -36,10 +42,16 @@ fn forbidden(d: Department) -> Vec<&'static str> {
     if d != Department::Dpf {
         f.extend(["category", "grade"]);
     }
-    if matches!(d, Department::Hrss | Department::Education | Department::Dpf) {
+    if matches!(
+        d,
+        Department::Hrss | Department::Education | Department::Dpf
+    ) {
         f.extend(["low_income", "assessment"]);
     }
-    if matches!(d, Department::Education | Department::Sasac | Department::Committee) {
+    if matches!(
+        d,
+        Department::Education | Department::Sasac | Department::Committee
+    ) {
         f.extend(["person_ref", "member_person_refs"]);
     }
     f
@@ -60,7 +72,11 @@ fn a_department_view_never_contains_a_forbidden_field() {
         for name in &names {
             for bad in forbidden(d) {
                 // `name` alone matches only the exact field, not e.g. `event_type`.
-                let hit = if bad == "name" { name == "name" } else { name.contains(bad) };
+                let hit = if bad == "name" {
+                    name == "name"
+                } else {
+                    name.contains(bad)
+                };
                 assert!(!hit, "{d}: field {name} is forbidden ({bad})");
             }
         }

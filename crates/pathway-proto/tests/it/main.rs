@@ -1,3 +1,4 @@
 //! Tests of the wire format: golden fixtures pin the bytes of every event.
 
 mod fixtures;
+mod published;
