@@ -145,12 +145,12 @@ async fn documented_commands_give_the_expected_rows_on_the_embedded_store() {
 #[tokio::test]
 async fn documented_commands_give_the_same_rows_on_postgres() {
     let db = TestDb::create();
-    let store = PostgresStore::connect(&db.url).await.expect("connect");
+    let store = PostgresStore::connect(db.url()).await.expect("connect");
     apply_all(&store).await;
     let rows = project(
         &store,
         &ReadStore::Postgres {
-            url: db.url.clone(),
+            url: db.url().to_owned(),
         },
     )
     .await;

@@ -28,7 +28,6 @@ use pathway_store::postgres::PostgresStore;
 use pathway_store::{EventStore, ExpectedVersion, NewEvent, ReadFilter};
 use uuid::Uuid;
 
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Longest a test waits for a condition it expects to become true.
 const WAIT_TIMEOUT_MS: u64 = 15_000;
 /// A region a person leaves the province to: their row is deleted.
@@ -342,52 +341,17 @@ struct PgEnv {
 impl PgEnv {
     async fn new() -> PgEnv {
         let db = TestDb::create();
-        let log = PostgresStore::connect(&db.url)
+        let log = PostgresStore::connect(db.url())
             .await
             .expect("connect PostgresStore to the test database");
         let target = ReadStore::Postgres {
-            url: db.url.clone(),
+            url: db.url().to_owned(),
         };
         PgEnv { log, target, db }
     }
 }
 
-/// A database `pathway_test_<random>`, dropped (best effort) on drop.
-pub(crate) struct TestDb {
-    name: String,
-    pub(crate) url: String,
-    admin_url: String,
-}
-
-impl TestDb {
-    pub(crate) fn create() -> TestDb {
-        let admin_url = std::env::var("PATHWAY_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
-        let name = format!("pathway_test_{}", Uuid::new_v4().simple());
-        sql(&admin_url, &format!("CREATE DATABASE {name}"));
-        let url = with_dbname(&admin_url, &name);
-        TestDb {
-            name,
-            url,
-            admin_url,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let dropped = std::thread::spawn(move || {
-            let mut client = postgres::Client::connect(&admin_url, postgres::NoTls).ok()?;
-            client.batch_execute(&statement).ok()
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
+pub(crate) use pathway_testkit::TestDb;
 
 /// A synchronous connection, on the calling thread (never call from a
 /// runtime thread: use [`sql`] or a thread of your own).
@@ -422,23 +386,6 @@ fn sql_bool(url: &str, query: &str) -> bool {
     })
     .join()
     .expect("SQL thread")
-}
-
-/// `url` with its database name replaced by `dbname`.
-fn with_dbname(url: &str, dbname: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{dbname}", &base[..host_end]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }
 
 /// Small reads and batches, so a log of a few hundred events takes many
@@ -826,7 +773,7 @@ fn model_file(target: &ReadStore) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_rebuild_swaps_while_an_old_reader_keeps_reading_and_keeps_grants() {
     let env = PgEnv::new().await;
-    let (log, target, url) = (&env.log, &env.target, env.db.url.clone());
+    let (log, target, url) = (&env.log, &env.target, env.db.url().to_owned());
     append_events(log, 32, 200).await;
     runtime::catch_up(log, target, moves()).await.unwrap();
     let old = stored(target);

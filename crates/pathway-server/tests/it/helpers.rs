@@ -8,75 +8,13 @@ use pathway_server::{
     token::{self, Claims},
 };
 use serde_json::{Value, json};
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub(crate) const SECRET: &str = "test-signing-secret-0123456789abcdef";
 /// Longest a test waits for the read models to catch up.
 const READY_TIMEOUT_MS: u64 = 20_000;
 
-/// A fresh database for one test, dropped (best effort) afterwards.
-pub(crate) struct TestDb {
-    name: String,
-    url: String,
-    admin_url: String,
-}
-
-impl TestDb {
-    pub(crate) async fn create() -> TestDb {
-        let admin_url = std::env::var("PATHWAY_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
-        let name = format!("pathway_test_{}", Uuid::new_v4().simple());
-        let admin = match tokio_postgres::connect(&admin_url, NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(connection);
-                client
-            }
-            Err(e) => panic!(
-                "cannot connect to PostgreSQL at {admin_url}: {e}\n\
-                 These tests need a running PostgreSQL server (15 or later) that lets the user create databases.\n\
-                 Start one, e.g. `pg_ctlcluster 15 main start` or\n\
-                 `docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:15`,\n\
-                 or point PATHWAY_TEST_DATABASE_URL at a server you have."
-            ),
-        };
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        let (base, _) = admin_url.rsplit_once('/').expect("URL has a database name");
-        TestDb {
-            url: format!("{base}/{name}"),
-            name,
-            admin_url,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&admin_url, NoTls).await.ok()?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
+pub(crate) use pathway_testkit::TestDb;
 
 /// A running application and what it runs on.
 pub(crate) struct TestApp {
@@ -103,9 +41,9 @@ fn base_settings(store: StoreLocation) -> Settings {
 
 /// The application on a fresh PostgreSQL database, settings adjusted by `tweak`.
 pub(crate) async fn spawn_pg(tweak: impl FnOnce(&mut Settings, &std::path::Path)) -> TestApp {
-    let db = TestDb::create().await;
+    let db = TestDb::create();
     let mut settings = base_settings(StoreLocation::Postgres {
-        url: Secret::new(db.url.clone()),
+        url: Secret::new(db.url().to_owned()),
     });
     spawn(settings_with(&mut settings, tweak), Some(db), None).await
 }

@@ -14,135 +14,37 @@ use pathway_store::postgres::PostgresStore;
 use pathway_store::{
     AppendResult, ChainBreakKind, EventStore, ExpectedVersion, NewEvent, ReadFilter, StoreError,
 };
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::conformance::{Tamper, conformance_tests, new_event};
 use crate::crash::{child_append_loop, child_command, run_crash_rounds};
 
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Longest a test waits for a condition it expects to become true.
 const WAIT_TIMEOUT_MS: u64 = 10_000;
 
-/// A fresh database for one test, dropped (best effort) when this goes out of scope.
-pub(crate) struct TestDb {
-    name: String,
-    url: String,
-    admin_url: String,
-}
+/// A fresh database for one test (dropped with it), with this crate's conveniences.
+pub(crate) struct TestDb(pathway_testkit::TestDb);
 
 impl TestDb {
     /// Creates `pathway_test_<random>`. Panics with instructions when the server is absent.
     pub(crate) async fn create() -> TestDb {
-        let admin_url = std::env::var("PATHWAY_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
-        let name = format!("pathway_test_{}", Uuid::new_v4().simple());
-        let admin = connect(&admin_url).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        let url = with_dbname(&admin_url, &name);
-        TestDb {
-            name,
-            url,
-            admin_url,
-        }
+        TestDb(pathway_testkit::TestDb::create())
     }
 
     pub(crate) fn url(&self) -> &str {
-        &self.url
+        self.0.url()
     }
 
     /// A store on this database (a new pool, committer and watcher: another "process").
     pub(crate) async fn store(&self) -> PostgresStore {
-        PostgresStore::connect(&self.url)
+        PostgresStore::connect(self.url())
             .await
             .expect("connect PostgresStore to the test database")
     }
 
     /// A plain connection to this database, for looking under the store.
     pub(crate) async fn sql(&self) -> tokio_postgres::Client {
-        connect(&self.url).await
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        // Drop may run inside a runtime: use a thread with its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&admin_url, NoTls).await.ok()?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
-
-/// Connects or fails the test with how to get a server.
-async fn connect(url: &str) -> tokio_postgres::Client {
-    match tokio_postgres::connect(url, NoTls).await {
-        Ok((client, connection)) => {
-            tokio::spawn(connection);
-            client
-        }
-        Err(e) => panic!(
-            "cannot connect to PostgreSQL at {url}: {e}\n\
-             These tests need a running PostgreSQL server (15 or later) that lets the user create databases.\n\
-             Start one, e.g. `pg_ctlcluster 15 main start` or\n\
-             `docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:15`,\n\
-             or point PATHWAY_TEST_DATABASE_URL at a server you have."
-        ),
-    }
-}
-
-/// `url` with its database name replaced by `dbname`.
-fn with_dbname(url: &str, dbname: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{dbname}", &base[..host_end]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-#[test]
-fn dbname_is_replaced_keeping_the_rest() {
-    let cases = [
-        (
-            "postgres://postgres@127.0.0.1:5432/postgres",
-            "postgres://postgres@127.0.0.1:5432/x",
-        ),
-        (
-            "postgres://u:p@h/db?sslmode=disable",
-            "postgres://u:p@h/x?sslmode=disable",
-        ),
-        ("postgresql://h:5433", "postgresql://h:5433/x"),
-    ];
-    for (url, expected) in cases {
-        assert_eq!(with_dbname(url, "x"), expected, "{url}");
+        pathway_testkit::connect(self.url()).await
     }
 }
 
@@ -499,7 +401,7 @@ async fn unique_violation_from_a_lockless_writer_is_a_typed_conflict() {
 #[tokio::test]
 async fn connect_to_a_missing_database_is_unavailable() {
     let db = TestDb::create().await;
-    let url = with_dbname(db.url(), "pathway_test_no_such_database");
+    let url = pathway_testkit::with_dbname(db.url(), "pathway_test_no_such_database");
     match PostgresStore::connect(&url).await {
         Err(e @ StoreError::Unavailable(_)) => {
             assert!(
