@@ -230,8 +230,8 @@ async fn a_missing_checkpoint_file_is_named() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bundle_exported_from_postgresql_verifies() {
-    let (url, _sql) = crate::pg::fresh_database("bundle").await;
-    let store = crate::pg::filled_store(&url, 8).await;
+    let (db, _sql) = crate::pg::fresh_database().await;
+    let store = crate::pg::filled_store(db.url(), 8).await;
     let key = checkpoint::generate_key().expect("key");
     let cp = checkpoint::checkpoint(&store, &key, chrono::Utc::now())
         .await

@@ -16,22 +16,21 @@ const PERSONS: usize = 12;
 
 /// A filled log with a checkpoint of its head, the key's public half, and a
 /// tampering client.
-async fn checkpointed(
-    test: &str,
-) -> (
+async fn checkpointed() -> (
     PostgresStore,
     tokio_postgres::Client,
     Checkpoint,
     checkpoint::VerifyingKey,
+    pathway_testkit::TestDb,
 ) {
-    let (url, client) = fresh_database(test).await;
-    let store = filled_store(&url, PERSONS).await;
+    let (db, client) = fresh_database().await;
+    let store = filled_store(db.url(), PERSONS).await;
     let key = checkpoint::generate_key().expect("a key");
     let cp = checkpoint::checkpoint(&store, &key, chrono::Utc::now())
         .await
         .expect("checkpoint");
     assert!(cp.position > 50, "the simulation filled the log");
-    (store, client, cp, key.verifying_key())
+    (store, client, cp, key.verifying_key(), db)
 }
 
 /// Audits the whole log with both verifiers (binary COPY and the store API),
@@ -58,7 +57,7 @@ async fn audit(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn untouched_log_verifies_and_extends_its_checkpoint() {
-    let (store, _sql, cp, key) = checkpointed("untouched").await;
+    let (store, _sql, cp, key, _db) = checkpointed().await;
     let report = audit(&store, &cp, &key).await;
     assert_eq!(report.chain.first_break, None);
     assert_eq!(
@@ -94,7 +93,7 @@ async fn untouched_log_verifies_and_extends_its_checkpoint() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn updated_payload_is_found() {
-    let (store, sql, cp, key) = checkpointed("update").await;
+    let (store, sql, cp, key, _db) = checkpointed().await;
     sql.execute(
         "UPDATE events SET payload = payload || '\\x00'::bytea WHERE position = 17",
         &[],
@@ -119,7 +118,7 @@ async fn updated_payload_is_found() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleted_row_is_found() {
-    let (store, sql, cp, key) = checkpointed("delete").await;
+    let (store, sql, cp, key, _db) = checkpointed().await;
     sql.execute("DELETE FROM events WHERE position = 23", &[])
         .await
         .expect("tamper");
@@ -140,7 +139,7 @@ async fn deleted_row_is_found() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn swapped_rows_are_found() {
-    let (store, sql, cp, key) = checkpointed("swap").await;
+    let (store, sql, cp, key, _db) = checkpointed().await;
     sql.batch_execute(
         "BEGIN;
          UPDATE events SET position = 1000000 WHERE position = 31;
@@ -163,7 +162,7 @@ async fn swapped_rows_are_found() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tail_rewritten_with_recomputed_hashes_is_found_by_the_checkpoint() {
-    let (store, mut sql, cp, key) = checkpointed("rewrite").await;
+    let (store, mut sql, cp, key, _db) = checkpointed().await;
     // Change one payload and recompute every hash from there to the head, so
     // the chain verifies on its own.
     let from = 40;
@@ -216,7 +215,7 @@ async fn tail_rewritten_with_recomputed_hashes_is_found_by_the_checkpoint() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn removed_tail_is_found_by_the_checkpoint() {
-    let (store, sql, cp, key) = checkpointed("truncate").await;
+    let (store, sql, cp, key, _db) = checkpointed().await;
     sql.execute(
         "DELETE FROM events WHERE position >= $1",
         &[&((cp.position - 5) as i64)],
@@ -239,7 +238,7 @@ async fn removed_tail_is_found_by_the_checkpoint() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn checkpoint_file_round_trips_and_a_changed_field_fails_the_signature() {
-    let (store, _sql, cp, key) = checkpointed("file").await;
+    let (store, _sql, cp, key, _db) = checkpointed().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("cp.json");
     cp.write(&path).expect("write");
