@@ -9,71 +9,12 @@ use pathway_engine::Engine;
 use pathway_sim::SimConfig;
 use pathway_store::EventStore;
 use pathway_store::postgres::PostgresStore;
-use tokio_postgres::NoTls;
-use uuid::Uuid;
 
 use crate::relay::{check_streams_match_log, connect, published_position, wait_for_position};
 use crate::server::NatsServer;
 use crate::test_relay;
 
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// A fresh database, dropped (best effort) at the end.
-struct TestDb {
-    name: String,
-    url: String,
-    admin_url: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        let admin_url = std::env::var("PATHWAY_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
-        let name = format!("pathway_bus_test_{}", Uuid::new_v4().simple());
-        let (admin, connection) = tokio_postgres::connect(&admin_url, NoTls)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot connect to PostgreSQL at {admin_url}: {e}\n\
-                     Start a server that lets the user create databases, or point \
-                     PATHWAY_TEST_DATABASE_URL at one."
-                )
-            });
-        tokio::spawn(connection);
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        let (base, _) = admin_url.rsplit_once('/').expect("url has a database");
-        TestDb {
-            url: format!("{base}/{name}"),
-            name,
-            admin_url,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&admin_url, NoTls).await.ok()?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-    }
-}
+use pathway_testkit::TestDb;
 
 async fn simulate(store: &PostgresStore, persons: usize, seed: u64) {
     let engine = Engine::new(store.clone());
@@ -90,9 +31,9 @@ async fn simulate(store: &PostgresStore, persons: usize, seed: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_relay_leads_per_database_and_a_standby_takes_over_when_it_dies() {
     let nats = NatsServer::start();
-    let db = TestDb::create().await;
-    let store_a = PostgresStore::connect(&db.url).await.expect("store a");
-    let store_b = PostgresStore::connect(&db.url).await.expect("store b");
+    let db = TestDb::create();
+    let store_a = PostgresStore::connect(db.url()).await.expect("store a");
+    let store_b = PostgresStore::connect(db.url()).await.expect("store b");
     simulate(&store_a, 10, 51).await;
     let client = connect(&nats.url()).await;
     let js = jetstream::new(client.clone());
