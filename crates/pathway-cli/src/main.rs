@@ -5,9 +5,11 @@
 mod audit;
 mod bench;
 mod demo;
+mod exchange;
 mod import;
-mod relay;
 mod read;
+mod saga;
+mod relay;
 mod serve;
 mod store;
 mod subscribe;
@@ -59,9 +61,14 @@ enum Command {
     Relay(relay::RelayArgs),
     /// Print a department's events from NATS as JSON lines (durable consumer).
     Subscribe(subscribe::SubscribeArgs),
+    /// Exchange graduate records with Education: cohorts in, outcomes back.
+    Exchange(exchange::ExchangeArgs),
     /// Keep read models current, rebuild one, or show their lag.
     #[command(subcommand)]
     Projections(read::ProjectionsCommand),
+    /// Process managers: show a saga's history and timers, or bench the timers.
+    #[command(subcommand)]
+    Saga(saga::SagaCommand),
     /// Print a department's read model (all its tables, or one).
     Query(read::QueryArgs),
     /// The annual monitoring report each city files at year-end, per city and province.
@@ -70,7 +77,12 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
+/// Exit status of a process whose reader went away (128 + SIGPIPE), as shells
+/// report for `pathway query … | head`.
+const EXIT_BROKEN_PIPE: i32 = 141;
+
 fn main() -> std::process::ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
@@ -109,6 +121,7 @@ fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Report(args) => runtime()?
             .block_on(read::report(args))
             .map(|()| ExitCode::SUCCESS),
+        Command::Saga(cmd) => runtime()?.block_on(saga::run(cmd)),
         Command::Verify(args) => runtime()?.block_on(store::verify(args)),
         Command::Audit(cmd) => runtime()?.block_on(audit::run(cmd)),
         Command::Replay(args) => runtime()?.block_on(audit::replay(args)),
@@ -124,7 +137,28 @@ fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Subscribe(args) => runtime()?
             .block_on(subscribe::run(args))
             .map(|()| ExitCode::SUCCESS),
+        Command::Exchange(args) => runtime()?
+            .block_on(exchange::run(args))
+            .map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// `println!` panics when stdout is a pipe whose reader has gone (`| head`).
+/// That is not an error of ours: end quietly, as Unix tools do.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(EXIT_BROKEN_PIPE);
+        }
+        default(info);
+    }));
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

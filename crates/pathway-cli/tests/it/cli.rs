@@ -264,3 +264,28 @@ fn read_models_can_be_queried_reported_rebuilt_and_watched() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown read model"));
 }
+
+#[test]
+fn a_reader_closing_the_pipe_ends_the_command_quietly() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("store");
+    let data = data.to_str().expect("utf-8 path");
+    let demo = pathway(&["demo", "--persons", "700", "--data-dir", data]);
+    assert!(demo.status.success(), "{}", stdout(&demo));
+    // Far more output than a pipe buffers, so writing must hit the closed pipe.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pathway"))
+        .args(["query", "dpf", "persons", "--data-dir", data])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pathway");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).expect("some output");
+    drop(stdout);
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
