@@ -19,4 +19,6 @@ pub mod models;
 pub mod runtime;
 pub mod views;
 
-pub use model::{Column, ColumnType, Projection, ProjectedEvent, ProjectionError, Table, Tx, Value};
+pub use model::{
+    Column, ColumnType, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value,
+};

@@ -25,13 +25,22 @@ pub struct Column {
 
 impl Column {
     pub const fn text(name: &'static str) -> Self {
-        Column { name, ty: ColumnType::Text }
+        Column {
+            name,
+            ty: ColumnType::Text,
+        }
     }
     pub const fn int(name: &'static str) -> Self {
-        Column { name, ty: ColumnType::Int }
+        Column {
+            name,
+            ty: ColumnType::Int,
+        }
     }
     pub const fn bool(name: &'static str) -> Self {
-        Column { name, ty: ColumnType::Bool }
+        Column {
+            name,
+            ty: ColumnType::Bool,
+        }
     }
 }
 
@@ -111,9 +120,14 @@ pub enum ProjectionError {
     Decode { position: u64, detail: String },
     /// A projection asked for something its schema does not have.
     #[error("projection {projection}: {detail}")]
-    Schema { projection: &'static str, detail: String },
+    Schema {
+        projection: &'static str,
+        detail: String,
+    },
     /// No such read model.
-    #[error("unknown read model {0:?} (known: dpf, hrss, civil_affairs, education, sasac, committee)")]
+    #[error(
+        "unknown read model {0:?} (known: dpf, hrss, civil_affairs, education, sasac, committee)"
+    )]
     UnknownModel(String),
 }
 
@@ -123,9 +137,19 @@ pub trait Tx {
     /// The value columns of the row with `key`, in table order, if it exists.
     fn get(&mut self, table: &Table, key: &[Value]) -> Result<Option<Vec<Value>>, ProjectionError>;
     /// Insert the row, or overwrite the named value columns of an existing one.
-    fn upsert(&mut self, table: &Table, key: &[Value], values: &[(&str, Value)]) -> Result<(), ProjectionError>;
+    fn upsert(
+        &mut self,
+        table: &Table,
+        key: &[Value],
+        values: &[(&str, Value)],
+    ) -> Result<(), ProjectionError>;
     /// Add `delta` to integer columns, creating the row with zeros if absent.
-    fn add(&mut self, table: &Table, key: &[Value], deltas: &[(&str, i64)]) -> Result<(), ProjectionError>;
+    fn add(
+        &mut self,
+        table: &Table,
+        key: &[Value],
+        deltas: &[(&str, i64)],
+    ) -> Result<(), ProjectionError>;
     /// Delete the row if it exists.
     fn delete(&mut self, table: &Table, key: &[Value]) -> Result<(), ProjectionError>;
 }

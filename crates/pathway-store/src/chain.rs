@@ -85,7 +85,11 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier that expects the record after `position`, whose hash is `hash`.
     pub fn after(position: u64, hash: [u8; 32]) -> Self {
-        Verifier { last_position: position, last_hash: hash, checked: 0 }
+        Verifier {
+            last_position: position,
+            last_hash: hash,
+            checked: 0,
+        }
     }
 
     /// Checks the next record; the first break found is returned.
@@ -104,10 +108,16 @@ impl Verifier {
         // Linkage first: a record moved to another position still links to
         // its old predecessor, which names the fault better than its hash.
         if r.prev_hash != self.last_hash {
-            return Err(ChainBreak { position: r.position, kind: ChainBreakKind::OrderChanged });
+            return Err(ChainBreak {
+                position: r.position,
+                kind: ChainBreakKind::OrderChanged,
+            });
         }
         if Canonical::of(r).hash(&r.prev_hash) != r.hash {
-            return Err(ChainBreak { position: r.position, kind: ChainBreakKind::ContentChanged });
+            return Err(ChainBreak {
+                position: r.position,
+                kind: ChainBreakKind::ContentChanged,
+            });
         }
         self.last_position = r.position;
         self.last_hash = r.hash;

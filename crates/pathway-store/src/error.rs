@@ -9,11 +9,21 @@ pub enum StoreError {
     /// Optimistic concurrency: the stream was not at the expected version. Retryable
     /// after reloading the stream.
     #[error("stream {stream}: expected version {expected}, found {actual}")]
-    WrongExpectedVersion { stream: String, expected: ExpectedVersion, actual: u64 },
+    WrongExpectedVersion {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
 
     /// An event id already stored with other content (or in another stream or version).
-    #[error("event {event_id}: already stored with different content in stream {stream} at version {version}")]
-    EventIdReused { event_id: uuid::Uuid, stream: String, version: u64 },
+    #[error(
+        "event {event_id}: already stored with different content in stream {stream} at version {version}"
+    )]
+    EventIdReused {
+        event_id: uuid::Uuid,
+        stream: String,
+        version: u64,
+    },
 
     /// The caller's input breaks a documented limit or format; nothing was written.
     #[error("invalid append: {0}")]
@@ -29,7 +39,10 @@ pub enum StoreError {
 
     /// A bounded wait ran out.
     #[error("{operation} timed out after {timeout_ms} ms")]
-    Timeout { operation: &'static str, timeout_ms: u64 },
+    Timeout {
+        operation: &'static str,
+        timeout_ms: u64,
+    },
 
     /// The store was shut down.
     #[error("store is closed")]

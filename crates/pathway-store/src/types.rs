@@ -104,7 +104,10 @@ impl ReadFilter {
     pub fn admits(&self, stream_id: &str, event_type: &str) -> bool {
         (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
             && (self.categories.is_empty()
-                || self.categories.iter().any(|c| crate::chain::category(stream_id) == c))
+                || self
+                    .categories
+                    .iter()
+                    .any(|c| crate::chain::category(stream_id) == c))
     }
 }
 

@@ -2,13 +2,13 @@
 //! one module per aggregate, plus validators, policy and property tests.
 
 mod check;
-mod policy;
-mod validators;
 mod employer;
-mod welfare;
-mod graduates;
 mod governance;
-mod person;
-mod training;
+mod graduates;
 mod household;
+mod person;
+mod policy;
 mod props;
+mod training;
+mod validators;
+mod welfare;

@@ -1,6 +1,6 @@
 //! Read models end to end.
 
-mod runtime;
-mod models;
-mod views;
 mod e2e;
+mod models;
+mod runtime;
+mod views;

@@ -924,7 +924,11 @@ fn hrss_phase_out_flags_without_status() {
         &events,
         "person_ref=a | until=2024-03-31",
     );
-    let events = [&events[..], &[phased_out("h", &["a"], pb::LowIncomeStatus::Margin)]].concat();
+    let events = [
+        &events[..],
+        &[phased_out("h", &["a"], pb::LowIncomeStatus::Margin)],
+    ]
+    .concat();
     check("hrss", "phase_out_flags", &events, "");
 }
 
