@@ -23,6 +23,7 @@ pub mod consumer;
 pub mod coordinator;
 mod error;
 pub mod exchange;
+pub mod exchange_service;
 pub mod limits;
 pub mod outgoing;
 pub mod relay;

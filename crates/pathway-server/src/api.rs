@@ -79,6 +79,8 @@ pub fn router<S: EventStore + Clone>(state: Shared<S>) -> Router {
     let v1 = Router::new()
         .route("/v1/commands", post(post_commands::<S>))
         .route("/v1/models/{model}/{table}", get(get_rows::<S>))
+        .route("/v1/audit/replay/{model}", get(get_replay::<S>))
+        .route("/v1/audit/history", get(get_history::<S>))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.limits.request_body_bytes_max,
         ))
@@ -589,6 +591,156 @@ async fn get_rows<S: EventStore + Clone>(
         })
         .collect();
     Ok(Json(json!({ "model": model, "table": table_name, "rows": objects })).into_response())
+}
+
+// ---------------------------------------------------------------------------
+// Auditors
+// ---------------------------------------------------------------------------
+
+/// The department whose tokens may use the audit routes.
+const AUDITOR_DEPARTMENT: &str = "auditor";
+
+fn auditors_only(claims: &Claims) -> Result<(), ApiError> {
+    if claims.dept == AUDITOR_DEPARTMENT {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "department {} may not use the audit routes",
+            claims.dept
+        )))
+    }
+}
+
+impl From<pathway_audit::AuditError> for ApiError {
+    fn from(e: pathway_audit::AuditError) -> Self {
+        match e {
+            pathway_audit::AuditError::Invalid(m) => ApiError::malformed(m),
+            pathway_audit::AuditError::Projection(
+                pathway_projections::ProjectionError::UnknownModel(m),
+            ) => ApiError::not_found(format!("no read model {m:?}")),
+            other => ApiError::unavailable(other.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayQuery {
+    /// RFC 3339 with an offset, e.g. `2023-12-31T23:59:59+08:00`.
+    as_of: chrono::DateTime<chrono::FixedOffset>,
+    /// `business` (default: when things happened) or `recorded` (when Pathway stored them).
+    #[serde(default)]
+    clock: Option<String>,
+}
+
+/// `GET /v1/audit/replay/{model}?as_of=…[&clock=recorded]`: the read model
+/// rebuilt from the log as it stood at that moment, in scratch space; the
+/// live models are not touched.
+async fn get_replay<S: EventStore + Clone>(
+    State(st): State<Shared<S>>,
+    axum::Extension(claims): axum::Extension<Claims>,
+    Path(model): Path<String>,
+    query: Result<Query<ReplayQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    auditors_only(&claims)?;
+    let Query(query) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
+    let clock = match query.clock.as_deref() {
+        None | Some("business") => pathway_audit::replay::Clock::Business,
+        Some("recorded") => pathway_audit::replay::Clock::Recorded,
+        Some(other) => {
+            return Err(ApiError::malformed(format!(
+                "clock {other:?}: business or recorded expected"
+            )));
+        }
+    };
+    let scratch =
+        tempfile::tempdir().map_err(|e| ApiError::internal(format!("scratch directory: {e}")))?;
+    let replayed = pathway_audit::replay::replay(
+        st.engine.store(),
+        &model,
+        query.as_of.to_utc(),
+        clock,
+        scratch.path(),
+    )
+    .await?;
+    let tables: serde_json::Map<String, serde_json::Value> = replayed
+        .tables
+        .iter()
+        .map(|(table, rows)| {
+            let rows: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|row| {
+                    serde_json::Value::Object(
+                        table
+                            .columns()
+                            .zip(row)
+                            .map(|(c, v)| (c.name.to_owned(), json!(v)))
+                            .collect(),
+                    )
+                })
+                .collect();
+            (table.name.to_owned(), serde_json::Value::Array(rows))
+        })
+        .collect();
+    Ok(Json(json!({
+        "model": replayed.model,
+        "as_of": replayed.as_of.to_rfc3339(),
+        "events": replayed.events,
+        "last_position": replayed.last_position,
+        "tables": tables,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    person: Option<String>,
+    household: Option<String>,
+    employer: Option<String>,
+}
+
+/// `GET /v1/audit/history?person=REF` (or `household=`, `employer=`): every
+/// event about the subject in order, with who did it and why; personal
+/// fields pseudonymised unless a warrant names this auditor (the token's
+/// subject), and a warranted read is itself recorded in the log.
+async fn get_history<S: EventStore + Clone>(
+    State(st): State<Shared<S>>,
+    axum::Extension(claims): axum::Extension<Claims>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    use pathway_audit::history::{Subject, SubjectKind};
+    auditors_only(&claims)?;
+    let Query(query) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
+    let subject = match (query.person, query.household, query.employer) {
+        (Some(r), None, None) => Subject {
+            kind: SubjectKind::Person,
+            reference: r,
+        },
+        (None, Some(r), None) => Subject {
+            kind: SubjectKind::Household,
+            reference: r,
+        },
+        (None, None, Some(r)) => Subject {
+            kind: SubjectKind::Employer,
+            reference: r,
+        },
+        _ => {
+            return Err(ApiError::malformed(
+                "exactly one of person, household or employer is required",
+            ));
+        }
+    };
+    let history =
+        pathway_audit::history::history(st.engine.store(), &subject, Some(&claims.sub), Utc::now())
+            .await?;
+    Ok(Json(json!({
+        "subject": subject.stream_id(),
+        "through_position": history.through_position,
+        "warranted": history.warrant.is_some(),
+        "entries": history.entries,
+    }))
+    .into_response())
 }
 
 /// Rows with the committee's small cells (persons counts below the policy's

@@ -1,6 +1,7 @@
 //! Tests of the bus against a real `nats-server` started per test on a free
 //! port with JetStream in a temporary directory (see `server`).
 
+mod exchange_e2e;
 mod permissions;
 mod postgres;
 mod relay;

@@ -372,3 +372,82 @@ async fn the_embedded_store_serves_commands_and_queries() {
     assert_eq!(body["rows"][0]["verified"], json!(1), "{body}");
     app.shut_down().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn auditors_replay_a_model_as_of_a_date_and_read_a_pseudonymised_history() {
+    let app = spawn_pg(|_, _| {}).await;
+    let dpf = token("dpf", None);
+    let auditor = token("auditor", None);
+    let person = Uuid::new_v4();
+    let (status, body) = app
+        .post(
+            &dpf,
+            &register(Uuid::new_v4(), person, "dpf", NANGANG, NANGANG, 7),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The registration happened on 2023-03-01: a year-end replay of 2023 has
+    // the person, one of 2022 does not.
+    let (status, body) = app
+        .get(
+            &auditor,
+            "/v1/audit/replay/dpf?as_of=2023-12-31T23:59:59%2B08:00",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let persons = body["tables"]["persons"].as_array().expect("persons");
+    assert_eq!(persons.len(), 1, "{body}");
+    assert_eq!(persons[0]["person_ref"], json!(person.to_string()));
+    let (status, body) = app
+        .get(
+            &auditor,
+            "/v1/audit/replay/dpf?as_of=2022-12-31T23:59:59%2B08:00",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tables"]["persons"], json!([]), "{body}");
+
+    // The history names who did what; personal values stay pseudonymised
+    // without a warrant.
+    let (status, body) = app
+        .get(&auditor, &format!("/v1/audit/history?person={person}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["warranted"], json!(false));
+    let entries = body["entries"].as_array().expect("entries");
+    let registered = entries
+        .iter()
+        .find(|e| e["event_type"] == json!("PersonRegistered"))
+        .unwrap_or_else(|| panic!("no registration in {body}"));
+    assert_eq!(
+        registered["actor_department"],
+        json!("DEPARTMENT_DPF"),
+        "{registered}"
+    );
+    assert!(!body.to_string().contains("王伟"), "a name leaked: {body}");
+
+    // Only auditors may use these routes; bad input is a clear 400 / 404.
+    assert_eq!(
+        app.get(&dpf, &format!("/v1/audit/history?person={person}"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        app.get(&auditor, "/v1/audit/replay/dpf?as_of=yesterday")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(app.get(&auditor, "/v1/audit/history").await.0, 400);
+    assert_eq!(
+        app.get(
+            &auditor,
+            "/v1/audit/replay/nosuch?as_of=2023-12-31T23:59:59%2B08:00"
+        )
+        .await
+        .0,
+        404
+    );
+}
