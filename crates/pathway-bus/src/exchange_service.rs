@@ -136,87 +136,8 @@ fn pull_config(durable: &str, filter_subject: String) -> consumer::pull::Config 
 }
 
 /// One graduate's year-end outcome as Education receives it: the keyed hash
-/// Education sent and the outcome category, nothing else. Its schema:
-///
-/// ```proto
-/// message GraduateOutcomeStatus {
-///   bytes id_hmac = 1;   // HMAC-SHA-256 of the ID number, as in the batch
-///   string outcome = 2;  // employed | further_study | not_yet_employed | no_intention
-/// }
-/// ```
-///
-/// Encoded here by hand until the message joins `pathway.exchange.v1`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GraduateOutcomeStatus {
-    pub id_hmac: Vec<u8>,
-    pub outcome: String,
-}
-
-impl GraduateOutcomeStatus {
-    /// The protobuf encoding (fields in number order, empty ones omitted).
-    pub fn encode_to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.id_hmac.len() + self.outcome.len() + 8);
-        for (tag, value) in [
-            (0x0a_u8, &self.id_hmac[..]),
-            (0x12, self.outcome.as_bytes()),
-        ] {
-            if value.is_empty() {
-                continue;
-            }
-            out.push(tag);
-            put_varint(&mut out, value.len() as u64);
-            out.extend_from_slice(value);
-        }
-        out
-    }
-
-    /// Decodes the protobuf encoding; any other field is an error.
-    pub fn decode(mut bytes: &[u8]) -> Result<GraduateOutcomeStatus, String> {
-        let mut status = GraduateOutcomeStatus {
-            id_hmac: Vec::new(),
-            outcome: String::new(),
-        };
-        while !bytes.is_empty() {
-            let tag = take_varint(&mut bytes)?;
-            let len = usize::try_from(take_varint(&mut bytes)?).map_err(|e| e.to_string())?;
-            if tag & 7 != 2 || len > bytes.len() {
-                return Err(format!("field tag {tag} is not a length-delimited field"));
-            }
-            let (value, rest) = bytes.split_at(len);
-            bytes = rest;
-            match tag >> 3 {
-                1 => status.id_hmac = value.to_vec(),
-                2 => {
-                    status.outcome = String::from_utf8(value.to_vec())
-                        .map_err(|_| "outcome is not UTF-8".to_owned())?
-                }
-                n => return Err(format!("field {n} is not in the schema")),
-            }
-        }
-        Ok(status)
-    }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn take_varint(bytes: &mut &[u8]) -> Result<u64, String> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = bytes.split_first().ok_or("truncated varint")?;
-        *bytes = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Ok(v);
-        }
-    }
-    Err("varint longer than 64 bits".into())
-}
+/// Education sent and the outcome category, nothing else.
+pub use pathway_proto::exchange::v1::GraduateOutcomeStatus;
 
 /// The answer to one batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -817,20 +738,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_graduate_outcome_round_trips_and_refuses_other_fields() {
+    fn a_graduate_outcome_round_trips() {
+        use pathway_proto::Message as _;
         let status = GraduateOutcomeStatus {
             id_hmac: vec![7; 32],
             outcome: "further_study".into(),
         };
         let bytes = status.encode_to_vec();
         assert_eq!(&bytes[..2], &[0x0a, 32]);
-        assert_eq!(GraduateOutcomeStatus::decode(&bytes), Ok(status));
-        let mut extra = bytes.clone();
-        extra.extend_from_slice(&[0x1a, 1, b'x']);
-        assert_eq!(
-            GraduateOutcomeStatus::decode(&extra),
-            Err("field 3 is not in the schema".into())
-        );
+        assert_eq!(GraduateOutcomeStatus::decode(bytes.as_slice()), Ok(status));
         assert_eq!(outcome_category(2), "further_study");
     }
 

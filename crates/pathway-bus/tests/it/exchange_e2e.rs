@@ -256,7 +256,7 @@ async fn a_cohort_opens_ledgers_outcomes_go_back_and_bad_batches_change_nothing(
         .expect("outcome recorded");
     let payload = education.next(GRADUATE_OUTCOME_TYPE).await;
     assert_eq!(
-        GraduateOutcomeStatus::decode(&payload),
+        GraduateOutcomeStatus::decode(payload.as_ref()).map_err(|e| e.to_string()),
         Ok(GraduateOutcomeStatus {
             id_hmac: P1_HMAC.to_vec(),
             outcome: "employed".into(),
