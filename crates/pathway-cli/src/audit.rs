@@ -12,7 +12,10 @@ use pathway_audit::{
     verify::{self, AuditReport, ChainSource},
 };
 
-use crate::store::{AnyStore, StoreArgs};
+use crate::{
+    read::Format,
+    store::{AnyStore, StoreArgs},
+};
 
 /// `pathway audit`.
 #[derive(Debug, clap::Subcommand)]
@@ -43,21 +46,21 @@ pub(crate) enum AuditCommand {
 #[derive(Debug, clap::Args)]
 pub(crate) struct EvaluationArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    pub(crate) store: StoreArgs,
     /// The evaluated year (the plan's last year is 2024).
     #[arg(long, default_value_t = 2024)]
-    year: i32,
+    pub(crate) year: i32,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    pub(crate) format: Format,
     /// Scratch directory for the rebuilt models (default: a temporary
     /// directory, removed afterwards). Must not hold models already.
     #[arg(long)]
-    scratch_dir: Option<PathBuf>,
+    pub(crate) scratch_dir: Option<PathBuf>,
     /// Show city cells of new employment below the policy's small-cell
     /// minimum instead of suppressing them.
     #[arg(long)]
-    unsuppressed: bool,
+    pub(crate) unsuppressed: bool,
 }
 
 /// The subject of a history or warrant: exactly one of the three.
@@ -204,7 +207,7 @@ pub(crate) async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn evaluation(args: EvaluationArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn evaluation(args: EvaluationArgs) -> anyhow::Result<ExitCode> {
     use pathway_audit::evaluation;
     let temp = tempfile::tempdir().context("creating a scratch directory")?;
     let scratch = args
@@ -638,12 +641,6 @@ pub(crate) struct ReplayArgs {
     /// directory, removed afterwards). Must not hold that model already.
     #[arg(long)]
     scratch_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Format {
-    Table,
-    Json,
 }
 
 pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {

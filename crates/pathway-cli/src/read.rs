@@ -344,8 +344,16 @@ pub(crate) struct ReportArgs {
     #[command(flatten)]
     store: StoreArgs,
     /// The plan year reported on (2022, 2023 or 2024).
+    #[arg(
+        long,
+        required_unless_present = "evaluation",
+        conflicts_with = "evaluation"
+    )]
+    year: Option<i32>,
+    /// The end-of-plan evaluation of this year instead (the plan's is 2024),
+    /// reproduced from the log alone: the same as `pathway audit evaluation`.
     #[arg(long)]
-    year: i32,
+    evaluation: Option<i32>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
@@ -399,27 +407,41 @@ fn sum_by(
     Ok(out)
 }
 
-pub(crate) async fn report(args: ReportArgs) -> anyhow::Result<()> {
+pub(crate) async fn report(args: ReportArgs) -> anyhow::Result<std::process::ExitCode> {
+    let year = match (args.year, args.evaluation) {
+        (_, Some(evaluated)) => {
+            return crate::audit::evaluation(crate::audit::EvaluationArgs {
+                store: args.store,
+                year: evaluated,
+                format: args.format,
+                scratch_dir: None,
+                unsuppressed: false,
+            })
+            .await;
+        }
+        (Some(year), None) => year,
+        (None, None) => anyhow::bail!("--year or --evaluation is required"),
+    };
     let policy = PolicyTable::builtin()
-        .at(chrono::NaiveDate::from_ymd_opt(args.year, 12, 31).context("--year out of range")?);
+        .at(chrono::NaiveDate::from_ymd_opt(year, 12, 31).context("--year out of range")?);
     anyhow::ensure!(
-        policy.is_plan_year(args.year),
+        policy.is_plan_year(year),
         "--year {} is not a plan year ({}–{})",
-        args.year,
+        year,
         policy.plan_first_year,
         policy.plan_last_year
     );
     let target = args.store.read_store();
     let store = args.store.open().await?;
     catch_up_all(&store, &target).await?;
-    let lines = report_lines(&target, args.year)?;
+    let lines = report_lines(&target, year)?;
     let small = i64::from(policy.small_cell_min);
     let to_date: i64 = lines.iter().map(|l| l.new_employment_to_date).sum();
     match args.format {
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "year": args.year,
+                "year": year,
                 "target_new_employment": policy.target_new_employment,
                 "province_new_employment": lines.iter().map(|l| l.new_employment).sum::<i64>(),
                 "province_new_employment_to_date": to_date,
@@ -427,9 +449,9 @@ pub(crate) async fn report(args: ReportArgs) -> anyhow::Result<()> {
                 "cities": lines,
             }))?
         ),
-        Format::Table => print_report(&lines, args.year, &policy, small),
+        Format::Table => print_report(&lines, year, &policy, small),
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn report_lines(target: &ReadStore, year: i32) -> anyhow::Result<Vec<ReportLine>> {

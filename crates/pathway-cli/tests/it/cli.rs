@@ -229,6 +229,24 @@ fn read_models_can_be_queried_reported_rebuilt_and_watched() {
         "{text}"
     );
 
+    let out = pathway(&[
+        "report",
+        "--evaluation",
+        "2024",
+        "--format",
+        "json",
+        "--data-dir",
+        data,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evaluation: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the evaluation prints JSON");
+    assert!(evaluation.is_object(), "{evaluation}");
+
     let out = pathway(&["report", "--year", "2021", "--data-dir", data]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a plan year"));
