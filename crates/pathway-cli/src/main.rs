@@ -8,8 +8,8 @@ mod demo;
 mod exchange;
 mod import;
 mod read;
-mod saga;
 mod relay;
+mod saga;
 mod serve;
 mod store;
 mod subscribe;
@@ -118,9 +118,7 @@ fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Query(args) => runtime()?
             .block_on(read::query(args))
             .map(|()| ExitCode::SUCCESS),
-        Command::Report(args) => runtime()?
-            .block_on(read::report(args))
-            .map(|()| ExitCode::SUCCESS),
+        Command::Report(args) => runtime()?.block_on(read::report(args)),
         Command::Saga(cmd) => runtime()?.block_on(saga::run(cmd)),
         Command::Verify(args) => runtime()?.block_on(store::verify(args)),
         Command::Audit(cmd) => runtime()?.block_on(audit::run(cmd)),

@@ -55,6 +55,7 @@
 //! append and its commands), either by killing the process there or by
 //! abandoning the runtime and starting a new one on the same log.
 
+pub mod bench;
 mod clock;
 mod error;
 mod fault;
@@ -64,7 +65,6 @@ pub mod phaseout;
 pub mod router;
 pub mod show;
 pub mod timers;
-pub mod bench;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::SagaError;

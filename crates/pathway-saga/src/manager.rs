@@ -14,7 +14,10 @@ pub enum InputKind<'a> {
     /// A domain event from the log.
     Event(&'a Event),
     /// One of the saga's timers fired (its current generation).
-    Timer { timer: &'a str, due_at: DateTime<Utc> },
+    Timer {
+        timer: &'a str,
+        due_at: DateTime<Utc>,
+    },
 }
 
 /// An input with where and when it happened.
@@ -32,8 +35,13 @@ pub struct Input<'a> {
 /// reschedules it (a new generation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimerRequest {
-    Schedule { timer: String, due_at: DateTime<Utc> },
-    Cancel { timer: String },
+    Schedule {
+        timer: String,
+        due_at: DateTime<Utc>,
+    },
+    Cancel {
+        timer: String,
+    },
 }
 
 /// The result of handling one input.
@@ -79,7 +87,11 @@ pub trait ProcessManager: Send + Sync + 'static {
     fn correlate(&mut self, event: &Event) -> Vec<String>;
 
     /// Decide one input.
-    fn handle(&self, state: &Self::State, input: &Input<'_>) -> Transition<Self::State, Self::Command>;
+    fn handle(
+        &self,
+        state: &Self::State,
+        input: &Input<'_>,
+    ) -> Transition<Self::State, Self::Command>;
 
     /// The stream a command is decided on.
     fn command_stream(&self, command: &Self::Command) -> String;
@@ -94,5 +106,8 @@ pub trait CommandSink<C>: Send + Sync + 'static {
 
 /// The id of the `index`-th command of step `step` of saga `saga_id`.
 pub fn command_id(saga_id: &str, step: u64, index: usize) -> Uuid {
-    Uuid::new_v5(&SAGA_NAMESPACE, format!("{saga_id}/{step}/{index}").as_bytes())
+    Uuid::new_v5(
+        &SAGA_NAMESPACE,
+        format!("{saga_id}/{step}/{index}").as_bytes(),
+    )
 }

@@ -25,12 +25,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
 use pathway_domain::{
-    Event,
+    Aggregate, Event,
     convert::{clear_int, naive},
     household::{
         CompletePhaseOut, Household, HouseholdCommand, ReassessmentTrigger, RequestReassessment,
     },
-    pb, Aggregate,
+    pb,
 };
 use pathway_engine::{CommandMeta, Engine, EngineError};
 use pathway_store::EventStore;
@@ -142,7 +142,11 @@ impl ProcessManager for PhaseOutSaga {
         vec![household.clone()]
     }
 
-    fn handle(&self, state: &PhaseOutState, input: &Input<'_>) -> Transition<PhaseOutState, HouseholdCommand> {
+    fn handle(
+        &self,
+        state: &PhaseOutState,
+        input: &Input<'_>,
+    ) -> Transition<PhaseOutState, HouseholdCommand> {
         decide(state, input)
     }
 
@@ -161,18 +165,22 @@ impl PhaseOutSaga {
 }
 
 /// The saga's decision: pure.
-pub fn decide(state: &PhaseOutState, input: &Input<'_>) -> Transition<PhaseOutState, HouseholdCommand> {
+pub fn decide(
+    state: &PhaseOutState,
+    input: &Input<'_>,
+) -> Transition<PhaseOutState, HouseholdCommand> {
     let mut next = state.clone();
     let mut t = Transition::state(state.clone());
     let today = province_date(input.at);
     match input.kind {
         InputKind::Timer { timer, .. } if timer == DEADLINE => {
             if let (Some(h), Some(p)) = (&state.household_ref, &state.phase_out) {
-                t.commands.push(HouseholdCommand::CompletePhaseOut(CompletePhaseOut {
-                    household_ref: h.clone(),
-                    phase_out_id: p.phase_out_id.clone(),
-                    on: p.planned_end_date,
-                }));
+                t.commands
+                    .push(HouseholdCommand::CompletePhaseOut(CompletePhaseOut {
+                        household_ref: h.clone(),
+                        phase_out_id: p.phase_out_id.clone(),
+                        on: p.planned_end_date,
+                    }));
             }
         }
         InputKind::Timer { .. } => {}
@@ -180,26 +188,42 @@ pub fn decide(state: &PhaseOutState, input: &Input<'_>) -> Transition<PhaseOutSt
             Event::LowIncomeStatusAsserted(e) => {
                 next.household_ref = Some(e.household_ref.clone());
                 next.members = e.member_person_refs.iter().cloned().collect();
-                next.dibao = clear_int(e.status.as_ref()) == Some(pb::LowIncomeStatus::Dibao as i64);
-                next.placements.retain(|_, person| next.members.contains(person));
+                next.dibao =
+                    clear_int(e.status.as_ref()) == Some(pb::LowIncomeStatus::Dibao as i64);
+                next.placements
+                    .retain(|_, person| next.members.contains(person));
             }
             Event::PersonPlaced(e) if state.members.contains(&e.person_ref) => {
-                next.placements.insert(e.placement_id.clone(), e.person_ref.clone());
+                next.placements
+                    .insert(e.placement_id.clone(), e.person_ref.clone());
                 if let Some(h) = &state.household_ref
                     && state.dibao
                     && state.phase_out.is_none()
                 {
-                    t.commands.push(reassess(h, ReassessmentTrigger::Placement, &e.placement_id, today));
+                    t.commands.push(reassess(
+                        h,
+                        ReassessmentTrigger::Placement,
+                        &e.placement_id,
+                        today,
+                    ));
                 }
             }
             Event::PlacementEnded(e) if state.placements.contains_key(&e.placement_id) => {
                 next.placements.remove(&e.placement_id);
                 if let (Some(h), Some(_)) = (&state.household_ref, &state.phase_out) {
-                    t.commands.push(reassess(h, ReassessmentTrigger::JobLoss, &e.placement_id, today));
+                    t.commands.push(reassess(
+                        h,
+                        ReassessmentTrigger::JobLoss,
+                        &e.placement_id,
+                        today,
+                    ));
                 }
             }
             Event::PhaseOutStarted(e) => {
-                let (Some(start), Some(end)) = (naive(e.start_date.as_ref()), naive(e.planned_end_date.as_ref())) else {
+                let (Some(start), Some(end)) = (
+                    naive(e.start_date.as_ref()),
+                    naive(e.planned_end_date.as_ref()),
+                ) else {
                     return t;
                 };
                 next.phase_out = Some(ActivePhaseOut {
@@ -226,24 +250,30 @@ pub fn decide(state: &PhaseOutState, input: &Input<'_>) -> Transition<PhaseOutSt
                     });
                 }
             }
-            Event::PhaseOutCancelled(e) => {
-                if next.phase_out.as_ref().is_some_and(|p| p.phase_out_id == e.phase_out_id) {
-                    next.phase_out = None;
-                    next.cancelled += 1;
-                    t.timers.push(TimerRequest::Cancel {
-                        timer: DEADLINE.to_owned(),
-                    });
-                }
+            Event::PhaseOutCancelled(e)
+                if next
+                    .phase_out
+                    .as_ref()
+                    .is_some_and(|p| p.phase_out_id == e.phase_out_id) =>
+            {
+                next.phase_out = None;
+                next.cancelled += 1;
+                t.timers.push(TimerRequest::Cancel {
+                    timer: DEADLINE.to_owned(),
+                });
             }
-            Event::BenefitPhasedOut(e) => {
-                if next.phase_out.as_ref().is_some_and(|p| p.phase_out_id == e.phase_out_id) {
-                    next.phase_out = None;
-                    next.completed += 1;
-                    next.dibao = false;
-                    t.timers.push(TimerRequest::Cancel {
-                        timer: DEADLINE.to_owned(),
-                    });
-                }
+            Event::BenefitPhasedOut(e)
+                if next
+                    .phase_out
+                    .as_ref()
+                    .is_some_and(|p| p.phase_out_id == e.phase_out_id) =>
+            {
+                next.phase_out = None;
+                next.completed += 1;
+                next.dibao = false;
+                t.timers.push(TimerRequest::Cancel {
+                    timer: DEADLINE.to_owned(),
+                });
             }
             Event::DibaoBenefitTerminated(_) => next.dibao = false,
             Event::DibaoBenefitContinued(_) => next.dibao = true,
@@ -254,7 +284,12 @@ pub fn decide(state: &PhaseOutState, input: &Input<'_>) -> Transition<PhaseOutSt
     t
 }
 
-fn reassess(household_ref: &str, trigger: ReassessmentTrigger, placement_id: &str, on: NaiveDate) -> HouseholdCommand {
+fn reassess(
+    household_ref: &str,
+    trigger: ReassessmentTrigger,
+    placement_id: &str,
+    on: NaiveDate,
+) -> HouseholdCommand {
     HouseholdCommand::RequestReassessment(RequestReassessment {
         household_ref: household_ref.to_owned(),
         trigger,
@@ -269,9 +304,17 @@ pub struct EngineSink<S>(pub Engine<S>);
 
 #[async_trait::async_trait]
 impl<S: EventStore + Clone> CommandSink<HouseholdCommand> for EngineSink<S> {
-    async fn send(&self, stream: &str, command: &HouseholdCommand, meta: &CommandMeta) -> Result<(), EngineError> {
+    async fn send(
+        &self,
+        stream: &str,
+        command: &HouseholdCommand,
+        meta: &CommandMeta,
+    ) -> Result<(), EngineError> {
         debug_assert_eq!(stream, command.stream_id());
         debug_assert_eq!(Household::CATEGORY, "household");
-        self.0.handle::<Household>(stream, command, meta).await.map(|_| ())
+        self.0
+            .handle::<Household>(stream, command, meta)
+            .await
+            .map(|_| ())
     }
 }

@@ -69,7 +69,9 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
             };
             let mut from = 1;
             'learn: loop {
-                let batch = store.read_all(from, ROUTER_READ_BATCH_EVENTS, &filter).await?;
+                let batch = store
+                    .read_all(from, ROUTER_READ_BATCH_EVENTS, &filter)
+                    .await?;
                 let n = batch.len();
                 for r in &batch {
                     if r.position >= next_position {
@@ -84,7 +86,8 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
                 }
             }
         }
-        let mut event_types: Vec<String> = pm.event_types().iter().map(|t| (*t).to_owned()).collect();
+        let mut event_types: Vec<String> =
+            pm.event_types().iter().map(|t| (*t).to_owned()).collect();
         event_types.push("SagaTimerFired".to_owned());
         Ok(Router {
             store,
@@ -141,7 +144,10 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
     }
 
     /// Runs until `shutdown` turns true, waking on new commits.
-    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) -> Result<(), SagaError> {
+    pub async fn run(
+        mut self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), SagaError> {
         let mut head = self.store.head_changes();
         while !*shutdown.borrow() {
             head.borrow_and_update();
@@ -164,7 +170,11 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
         let id_name = format!("{stream}/{}", self.next_position);
         let at = DateTime::<Utc>::UNIX_EPOCH;
         self.store
-            .append(&stream, ExpectedVersion::Any, vec![new_event(event, &id_name, &stream, at, "")])
+            .append(
+                &stream,
+                ExpectedVersion::Any,
+                vec![new_event(event, &id_name, &stream, at, "")],
+            )
             .await?;
         self.handled_since_checkpoint = 0;
         Ok(())
@@ -189,7 +199,12 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
     /// Hands one input to one saga: decides and appends its step and sends
     /// the step's commands, or, if the saga already handled the input, sends
     /// that step's commands again.
-    async fn deliver(&self, saga_id: &str, r: &RecordedEvent, event: &Event) -> Result<(), SagaError> {
+    async fn deliver(
+        &self,
+        saga_id: &str,
+        r: &RecordedEvent,
+        event: &Event,
+    ) -> Result<(), SagaError> {
         for _ in 0..STEP_APPEND_ATTEMPTS_MAX {
             let (log, _) = log::load(&self.store, saga_id, false).await?;
             if log.last_input_position >= r.position {
@@ -198,7 +213,8 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
             let (kind, at) = match event {
                 Event::SagaTimerFired(f) => {
                     let current = log.timers.get(&f.timer).is_some_and(|t| {
-                        t.generation == f.generation && matches!(t.status, TimerStatus::Fired { .. })
+                        t.generation == f.generation
+                            && matches!(t.status, TimerStatus::Fired { .. })
                     });
                     if !current {
                         tracing::debug!(saga_id, timer = %f.timer, generation = f.generation, "stale firing ignored");
@@ -242,7 +258,13 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
                 ExpectedVersion::Exact(log.version)
             };
             let id_name = format!("{saga_id}/input/{}", r.position);
-            let new = new_event(Event::SagaStepTaken(step), &id_name, saga_id, at, &r.event_id.to_string());
+            let new = new_event(
+                Event::SagaStepTaken(step),
+                &id_name,
+                saga_id,
+                at,
+                &r.event_id.to_string(),
+            );
             match self.store.append(saga_id, expected, vec![new]).await {
                 Ok(_) => {
                     (self.hook)(FaultPoint::AfterStepAppend, saga_id)?;
@@ -339,8 +361,14 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
                 && s.input_position == position
             {
                 let cause = s.input_event_id.parse().unwrap_or(Uuid::nil());
-                tracing::debug!(saga_id, step = s.step, "input handled before, re-sending its commands");
-                return self.send(saga_id, &s.commands, cause, occurred_at(&r)).await;
+                tracing::debug!(
+                    saga_id,
+                    step = s.step,
+                    "input handled before, re-sending its commands"
+                );
+                return self
+                    .send(saga_id, &s.commands, cause, occurred_at(&r))
+                    .await;
             }
         }
         Ok(())
@@ -359,11 +387,12 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
                 version: 0,
                 detail: format!("command id {}: {e}", c.command_id),
             })?;
-            let command: P::Command = serde_json::from_str(&c.command_json).map_err(|e| SagaError::Decode {
-                stream: saga_id.to_owned(),
-                version: 0,
-                detail: format!("command {command_id}: {e}"),
-            })?;
+            let command: P::Command =
+                serde_json::from_str(&c.command_json).map_err(|e| SagaError::Decode {
+                    stream: saga_id.to_owned(),
+                    version: 0,
+                    detail: format!("command {command_id}: {e}"),
+                })?;
             let meta = CommandMeta {
                 command_id,
                 correlation_id: Uuid::new_v5(&SAGA_NAMESPACE, saga_id.as_bytes()),
@@ -405,7 +434,9 @@ pub async fn read_checkpoint<S: EventStore>(store: &S, name: &str) -> Result<u64
         let n = batch.len();
         for r in &batch {
             version = r.stream_version;
-            if let Event::SagaRouterCheckpointed(c) = decode(r).map_err(|e| decode_error(r, e.to_string()))? {
+            if let Event::SagaRouterCheckpointed(c) =
+                decode(r).map_err(|e| decode_error(r, e.to_string()))?
+            {
                 next = next.max(c.next_position);
             }
         }

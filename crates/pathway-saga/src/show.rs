@@ -17,7 +17,11 @@ pub async fn render<S: EventStore>(store: &S, saga_id: &str) -> Result<String, S
         let _ = writeln!(out, "{saga_id}: no such saga");
         return Ok(out);
     }
-    let _ = writeln!(out, "{saga_id}: {} events, {} steps", log.version, log.steps);
+    let _ = writeln!(
+        out,
+        "{saga_id}: {} events, {} steps",
+        log.version, log.steps
+    );
     for (r, event) in &events {
         match event {
             Event::SagaStepTaken(s) => {
@@ -27,7 +31,11 @@ pub async fn render<S: EventStore>(store: &S, saga_id: &str) -> Result<String, S
                     r.stream_version, s.step, s.input_event_type, s.input_position
                 );
                 for c in &s.commands {
-                    let _ = writeln!(out, "      command {} → {}: {}", c.command_id, c.stream_id, c.command_json);
+                    let _ = writeln!(
+                        out,
+                        "      command {} → {}: {}",
+                        c.command_id, c.stream_id, c.command_json
+                    );
                 }
                 for t in &s.timers {
                     let change = match pathway_domain::pb::SagaTimerChange::try_from(t.change) {
@@ -36,7 +44,11 @@ pub async fn render<S: EventStore>(store: &S, saga_id: &str) -> Result<String, S
                         }
                         _ => "cancelled".to_owned(),
                     };
-                    let _ = writeln!(out, "      timer {} gen {}: {change}", t.timer, t.generation);
+                    let _ = writeln!(
+                        out,
+                        "      timer {} gen {}: {change}",
+                        t.timer, t.generation
+                    );
                 }
                 let _ = writeln!(out, "      state {}", s.state_json);
             }
@@ -64,7 +76,11 @@ pub async fn render<S: EventStore>(store: &S, saga_id: &str) -> Result<String, S
             TimerStatus::Fired { fired_at } => format!("fired at {fired_at}"),
             TimerStatus::Cancelled => "cancelled".to_owned(),
         };
-        let _ = writeln!(out, "  {name} gen {} due {}: {status}", t.generation, t.due_at);
+        let _ = writeln!(
+            out,
+            "  {name} gen {} due {}: {status}",
+            t.generation, t.due_at
+        );
     }
     Ok(out)
 }

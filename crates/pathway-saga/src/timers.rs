@@ -102,7 +102,12 @@ impl TimerIndex {
                     let id = (saga_id.to_owned(), t.timer.clone());
                     match pb::SagaTimerChange::try_from(t.change) {
                         Ok(pb::SagaTimerChange::Scheduled) => {
-                            let key = (from_ts(t.due_at.as_ref()), saga_id.to_owned(), t.timer.clone(), t.generation);
+                            let key = (
+                                from_ts(t.due_at.as_ref()),
+                                saga_id.to_owned(),
+                                t.timer.clone(),
+                                t.generation,
+                            );
                             if let Some(old) = self.pending.insert(id, key.clone()) {
                                 self.due.remove(&old);
                             }
@@ -113,7 +118,9 @@ impl TimerIndex {
                     }
                 }
             }
-            Event::SagaTimerFired(f) => self.remove(&(saga_id.to_owned(), f.timer.clone()), f.generation),
+            Event::SagaTimerFired(f) => {
+                self.remove(&(saga_id.to_owned(), f.timer.clone()), f.generation)
+            }
             _ => {}
         }
     }
@@ -301,7 +308,9 @@ impl<S: EventStore + Clone, C: Clock + Clone> Sweeper<S, C> {
                     // stream, which is the truth.
                     let (log, _) = log::load(&self.store, &d.saga_id, false).await?;
                     match log.timers.get(&d.timer) {
-                        Some(t) if t.generation == d.generation && t.status == TimerStatus::Pending => {
+                        Some(t)
+                            if t.generation == d.generation && t.status == TimerStatus::Pending =>
+                        {
                             version = log.version;
                             due_at = t.due_at;
                         }

@@ -18,19 +18,22 @@ use uuid::Uuid;
 use crate::support::{noon, ymd};
 
 /// An input to the saga.
+#[allow(clippy::large_enum_variant)] // test data, built a few at a time
 enum In {
     Event(Event),
     Deadline,
 }
 
 fn asserted(status: pb::LowIncomeStatus) -> In {
-    In::Event(Event::LowIncomeStatusAsserted(pb::LowIncomeStatusAsserted {
-        household_ref: "H1".into(),
-        member_person_refs: vec!["P1".into(), "P2".into()],
-        status: personal_int(status as i64),
-        effective_on: date(ymd(2025, 1, 2)),
-        asserted_by: "ca".into(),
-    }))
+    In::Event(Event::LowIncomeStatusAsserted(
+        pb::LowIncomeStatusAsserted {
+            household_ref: "H1".into(),
+            member_person_refs: vec!["P1".into(), "P2".into()],
+            status: personal_int(status as i64),
+            effective_on: date(ymd(2025, 1, 2)),
+            asserted_by: "ca".into(),
+        },
+    ))
 }
 
 fn placed(person: &str, placement: &str) -> In {
@@ -64,14 +67,16 @@ fn started(end: NaiveDate) -> In {
 }
 
 fn extended(end: NaiveDate) -> In {
-    In::Event(Event::PhaseOutExtensionApproved(pb::PhaseOutExtensionApproved {
-        household_ref: "H1".into(),
-        phase_out_id: "PO1".into(),
-        new_end_date: date(end),
-        justification: "j".into(),
-        approved_by: "a".into(),
-        member_person_refs: vec![],
-    }))
+    In::Event(Event::PhaseOutExtensionApproved(
+        pb::PhaseOutExtensionApproved {
+            household_ref: "H1".into(),
+            phase_out_id: "PO1".into(),
+            new_end_date: date(end),
+            justification: "j".into(),
+            approved_by: "a".into(),
+            member_person_refs: vec![],
+        },
+    ))
 }
 
 fn cancelled() -> In {
@@ -120,7 +125,10 @@ fn step(state: &PhaseOutState, input: &In, position: u64, at: DateTime<Utc>) -> 
     );
     let mut out = String::new();
     for c in &t.commands {
-        out.push_str(&format!("command {}\n", serde_json::to_string(c).expect("encodes")));
+        out.push_str(&format!(
+            "command {}\n",
+            serde_json::to_string(c).expect("encodes")
+        ));
     }
     for r in &t.timers {
         out.push_str(&format!("timer {r:?}\n"));
@@ -203,7 +211,10 @@ fn placement_in_a_household_without_dibao_does_nothing() {
 #[test]
 fn placement_during_a_phase_out_does_nothing() {
     check(
-        vec![asserted(pb::LowIncomeStatus::Dibao), started(ymd(2026, 3, 10))],
+        vec![
+            asserted(pb::LowIncomeStatus::Dibao),
+            started(ymd(2026, 3, 10)),
+        ],
         placed("P2", "PL2"),
         noon(ymd(2025, 4, 2)),
         expect![[r#"
@@ -227,7 +238,10 @@ fn phase_out_started_schedules_the_deadline_at_the_planned_end_in_the_province()
 #[test]
 fn an_approved_extension_reschedules_the_deadline() {
     check(
-        vec![asserted(pb::LowIncomeStatus::Dibao), started(ymd(2026, 3, 10))],
+        vec![
+            asserted(pb::LowIncomeStatus::Dibao),
+            started(ymd(2026, 3, 10)),
+        ],
         extended(ymd(2026, 6, 10)),
         noon(ymd(2026, 1, 10)),
         expect![[r#"
@@ -239,7 +253,11 @@ fn an_approved_extension_reschedules_the_deadline() {
 #[test]
 fn placement_ended_during_a_phase_out_requests_a_job_loss_reassessment() {
     check(
-        vec![asserted(pb::LowIncomeStatus::Dibao), placed("P1", "PL1"), started(ymd(2026, 3, 10))],
+        vec![
+            asserted(pb::LowIncomeStatus::Dibao),
+            placed("P1", "PL1"),
+            started(ymd(2026, 3, 10)),
+        ],
         ended("P1", "PL1"),
         noon(ymd(2025, 6, 1)),
         expect![[r#"
@@ -263,7 +281,10 @@ fn placement_ended_without_a_phase_out_does_nothing() {
 #[test]
 fn a_cancelled_phase_out_cancels_the_deadline() {
     check(
-        vec![asserted(pb::LowIncomeStatus::Dibao), started(ymd(2026, 3, 10))],
+        vec![
+            asserted(pb::LowIncomeStatus::Dibao),
+            started(ymd(2026, 3, 10)),
+        ],
         cancelled(),
         noon(ymd(2025, 6, 2)),
         expect![[r#"
@@ -275,7 +296,10 @@ fn a_cancelled_phase_out_cancels_the_deadline() {
 #[test]
 fn the_deadline_completes_the_phase_out_on_its_planned_end() {
     check(
-        vec![asserted(pb::LowIncomeStatus::Dibao), started(ymd(2026, 3, 10))],
+        vec![
+            asserted(pb::LowIncomeStatus::Dibao),
+            started(ymd(2026, 3, 10)),
+        ],
         In::Deadline,
         pathway_saga::phaseout::start_of_day(ymd(2026, 3, 10)),
         expect![[r#"
@@ -303,7 +327,11 @@ fn the_deadline_after_an_extension_completes_on_the_new_end() {
 #[test]
 fn the_deadline_after_a_cancellation_does_nothing() {
     check(
-        vec![asserted(pb::LowIncomeStatus::Dibao), started(ymd(2026, 3, 10)), cancelled()],
+        vec![
+            asserted(pb::LowIncomeStatus::Dibao),
+            started(ymd(2026, 3, 10)),
+            cancelled(),
+        ],
         In::Deadline,
         pathway_saga::phaseout::start_of_day(ymd(2026, 3, 10)),
         expect![[r#"
@@ -315,7 +343,10 @@ fn the_deadline_after_a_cancellation_does_nothing() {
 #[test]
 fn benefit_phased_out_ends_the_saga_and_later_placements_request_nothing() {
     check(
-        vec![asserted(pb::LowIncomeStatus::Dibao), started(ymd(2026, 3, 10))],
+        vec![
+            asserted(pb::LowIncomeStatus::Dibao),
+            started(ymd(2026, 3, 10)),
+        ],
         phased_out(),
         noon(ymd(2026, 3, 10)),
         expect![[r#"
@@ -323,7 +354,11 @@ fn benefit_phased_out_ends_the_saga_and_later_placements_request_nothing() {
         "#]],
     );
     check(
-        vec![asserted(pb::LowIncomeStatus::Dibao), started(ymd(2026, 3, 10)), phased_out()],
+        vec![
+            asserted(pb::LowIncomeStatus::Dibao),
+            started(ymd(2026, 3, 10)),
+            phased_out(),
+        ],
         placed("P2", "PL9"),
         noon(ymd(2026, 4, 1)),
         expect![[r#"
@@ -335,7 +370,10 @@ fn benefit_phased_out_ends_the_saga_and_later_placements_request_nothing() {
 #[test]
 fn the_policy_version_is_kept_in_the_saga_state() {
     let mut state = PhaseOutState::default();
-    for input in [asserted(pb::LowIncomeStatus::Dibao), started(ymd(2026, 3, 10))] {
+    for input in [
+        asserted(pb::LowIncomeStatus::Dibao),
+        started(ymd(2026, 3, 10)),
+    ] {
         let In::Event(e) = &input else { unreachable!() };
         state = decide(
             &state,

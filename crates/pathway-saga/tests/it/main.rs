@@ -2,6 +2,7 @@
 
 mod decide;
 mod flow;
+mod mem;
 mod pg;
 mod sim;
 mod support;

@@ -5,11 +5,11 @@
 //! and drops it when done. The crash tests re-invoke this test binary to run
 //! only [`child_saga_process`] with environment variables naming the
 //! database, the clock and the fault point; the child runs a router and a
-//! sweeper, prints `at <point>` when it reaches the point and waits there
+//! sweeper, prints `fault point reached: <point>` when it reaches the point and waits there
 //! until the parent kills it with SIGKILL. Without those variables the child
 //! test returns at once, so an ordinary run is unaffected.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -25,6 +25,8 @@ const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const CHILD_URL_ENV: &str = "PATHWAY_SAGA_CHILD_URL";
 const CHILD_NOW_ENV: &str = "PATHWAY_SAGA_CHILD_NOW";
 const CHILD_POINT_ENV: &str = "PATHWAY_SAGA_CHILD_POINT";
+/// What the child prints when it reaches the fault point.
+const REACHED: &str = "fault point reached:";
 /// Households in each crash and race test.
 const HOUSEHOLDS: usize = 40;
 
@@ -37,14 +39,17 @@ struct TestDb {
 
 impl TestDb {
     async fn create() -> TestDb {
-        let admin_url = std::env::var("PATHWAY_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
+        let admin_url = std::env::var("PATHWAY_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
         let name = format!("pathway_saga_test_{}", Uuid::new_v4().simple());
         let admin = connect(&admin_url).await;
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create test database");
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
         TestDb {
             url: format!("{base}/{name}"),
             name,
@@ -64,7 +69,10 @@ impl Drop for TestDb {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let (client, connection) = tokio_postgres::connect(&admin_url, NoTls).await.ok()?;
                 tokio::spawn(connection);
@@ -112,7 +120,11 @@ async fn households_at_their_deadline(db: &TestDb) -> World<PostgresStore> {
     let mut router = w.router(quiet()).await;
     let mut sweeper = w.sweeper("setup", quiet());
     settle(&mut router, &mut sweeper).await.expect("settles");
-    assert_eq!(sweeper.index().len(), HOUSEHOLDS, "every deadline scheduled");
+    assert_eq!(
+        sweeper.index().len(),
+        HOUSEHOLDS,
+        "every deadline scheduled"
+    );
     w.clock.set(start_of_day(ymd(2026, 3, 10)));
     w
 }
@@ -127,20 +139,31 @@ async fn assert_each_fired_and_applied_once(w: &World<PostgresStore>) {
         *per_saga.entry(stream.clone()).or_default() += 1;
     }
     assert_eq!(per_saga.len(), HOUSEHOLDS, "every deadline fired");
-    assert!(per_saga.values().all(|&n| n == 1), "a deadline fired twice: {per_saga:?}");
+    assert!(
+        per_saga.values().all(|&n| n == 1),
+        "a deadline fired twice: {per_saga:?}"
+    );
     let mut per_household = std::collections::BTreeMap::<String, usize>::new();
     for (stream, _) in &done {
         *per_household.entry(stream.clone()).or_default() += 1;
     }
     assert_eq!(per_household.len(), HOUSEHOLDS, "every phase-out completed");
-    assert!(per_household.values().all(|&n| n == 1), "completed twice: {per_household:?}");
+    assert!(
+        per_household.values().all(|&n| n == 1),
+        "completed twice: {per_household:?}"
+    );
 }
 
 /// Runs the child at `point`, waits until it gets there, kills it.
 fn run_child_until(db: &TestDb, now: DateTime<Utc>, point: FaultPoint) {
     let exe = std::env::current_exe().expect("path of the test binary");
     let mut child = Command::new(exe)
-        .args(["--exact", "pg::child_saga_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "pg::child_saga_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_URL_ENV, &db.url)
         .env(CHILD_NOW_ENV, now.to_rfc3339())
         .env(CHILD_POINT_ENV, format!("{point:?}"))
@@ -153,7 +176,8 @@ fn run_child_until(db: &TestDb, now: DateTime<Utc>, point: FaultPoint) {
     let mut reached = false;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read child");
-        if line.starts_with("at ") {
+        // The harness may have written the test's name on the same line.
+        if line.contains(REACHED) {
             reached = true;
             break;
         }
@@ -177,11 +201,14 @@ async fn child_saga_process() {
     };
     let now: DateTime<Utc> = now.parse().expect("child clock");
     let store = PostgresStore::connect(&url).await.expect("child connects");
-    let mut w = World::new(store, now, 99);
+    let w = World::new(store, now, 99);
     w.clock.set(now);
     let hook: FaultHook = Arc::new(move |at, saga_id| {
         if format!("{at:?}") == point {
-            println!("at {at:?} {saga_id}");
+            // Straight to the pipe, past the test harness's capture.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{REACHED} {at:?} {saga_id}");
+            let _ = out.flush();
             // Wait here for the kill, blocking this thread as a hang would.
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(60));
@@ -191,8 +218,13 @@ async fn child_saga_process() {
     });
     let mut router = w.router(hook.clone()).await;
     let mut sweeper = w.sweeper("child", hook);
-    settle(&mut router, &mut sweeper).await.expect("child settles");
-    println!("done without reaching {}", std::env::var(CHILD_POINT_ENV).unwrap_or_default());
+    settle(&mut router, &mut sweeper)
+        .await
+        .expect("child settles");
+    println!(
+        "done without reaching {}",
+        std::env::var(CHILD_POINT_ENV).unwrap_or_default()
+    );
 }
 
 async fn crash_then_recover(point: FaultPoint) {
@@ -202,7 +234,9 @@ async fn crash_then_recover(point: FaultPoint) {
     // A new process takes over on the same log.
     let mut router = w.router(quiet()).await;
     let mut sweeper = w.sweeper("recovery", quiet());
-    settle(&mut router, &mut sweeper).await.expect("recovery settles");
+    settle(&mut router, &mut sweeper)
+        .await
+        .expect("recovery settles");
     assert_each_fired_and_applied_once(&w).await;
 }
 

@@ -86,7 +86,10 @@ impl<S: EventStore + Clone> World<S> {
     }
 
     /// A Civil Affairs command on a household, decided now.
-    pub(crate) async fn civil_affairs(&mut self, command: HouseholdCommand) -> Result<Handled, EngineError> {
+    pub(crate) async fn civil_affairs(
+        &mut self,
+        command: HouseholdCommand,
+    ) -> Result<Handled, EngineError> {
         let meta = CommandMeta {
             command_id: self.next_id(),
             correlation_id: Uuid::nil(),
@@ -97,24 +100,33 @@ impl<S: EventStore + Clone> World<S> {
             now: self.now(),
         };
         let stream = command.stream_id();
-        self.engine.handle::<pathway_domain::household::Household>(&stream, &command, &meta).await
+        self.engine
+            .handle::<pathway_domain::household::Household>(&stream, &command, &meta)
+            .await
     }
 
     pub(crate) async fn assert_dibao(&mut self, household: &str, members: &[&str]) {
         let today = self.today();
-        self.civil_affairs(HouseholdCommand::AssertLowIncomeStatus(AssertLowIncomeStatus {
-            household_ref: household.to_owned(),
-            members: members.iter().map(|m| (*m).to_owned()).collect(),
-            status: LowIncomeStatus::Dibao,
-            effective_on: today,
-            asserted_by: "ca-officer-1".to_owned(),
-        }))
+        self.civil_affairs(HouseholdCommand::AssertLowIncomeStatus(
+            AssertLowIncomeStatus {
+                household_ref: household.to_owned(),
+                members: members.iter().map(|m| (*m).to_owned()).collect(),
+                status: LowIncomeStatus::Dibao,
+                effective_on: today,
+                asserted_by: "ca-officer-1".to_owned(),
+            },
+        ))
         .await
         .expect("status asserted");
     }
 
     /// Civil Affairs reassesses at `income_fen` per capita (margin criteria met).
-    pub(crate) async fn reassess(&mut self, household: &str, income_fen: i64, phase_out_id: &str) -> Result<Handled, EngineError> {
+    pub(crate) async fn reassess(
+        &mut self,
+        household: &str,
+        income_fen: i64,
+        phase_out_id: &str,
+    ) -> Result<Handled, EngineError> {
         let today = self.today();
         self.civil_affairs(HouseholdCommand::ReassessIncome(ReassessIncome {
             household_ref: household.to_owned(),
@@ -129,7 +141,13 @@ impl<S: EventStore + Clone> World<S> {
         .await
     }
 
-    pub(crate) async fn start(&mut self, household: &str, id: &str, start: NaiveDate, end: NaiveDate) -> Result<Handled, EngineError> {
+    pub(crate) async fn start(
+        &mut self,
+        household: &str,
+        id: &str,
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<Handled, EngineError> {
         self.civil_affairs(HouseholdCommand::StartPhaseOut(StartPhaseOut {
             household_ref: household.to_owned(),
             phase_out_id: id.to_owned(),
@@ -140,7 +158,12 @@ impl<S: EventStore + Clone> World<S> {
         .await
     }
 
-    pub(crate) async fn extend(&mut self, household: &str, id: &str, to: NaiveDate) -> Result<Handled, EngineError> {
+    pub(crate) async fn extend(
+        &mut self,
+        household: &str,
+        id: &str,
+        to: NaiveDate,
+    ) -> Result<Handled, EngineError> {
         self.civil_affairs(HouseholdCommand::ApproveExtension(ApproveExtension {
             household_ref: household.to_owned(),
             phase_out_id: id.to_owned(),
@@ -151,7 +174,11 @@ impl<S: EventStore + Clone> World<S> {
         .await
     }
 
-    pub(crate) async fn cancel(&mut self, household: &str, id: &str) -> Result<Handled, EngineError> {
+    pub(crate) async fn cancel(
+        &mut self,
+        household: &str,
+        id: &str,
+    ) -> Result<Handled, EngineError> {
         let today = self.today();
         self.civil_affairs(HouseholdCommand::CancelPhaseOut(CancelPhaseOut {
             household_ref: household.to_owned(),
@@ -222,11 +249,18 @@ impl<S: EventStore + Clone> World<S> {
         let mut out = Vec::new();
         let mut from = 1;
         loop {
-            let batch = self.store.read_all(from, 1_000, &filter).await.expect("read log");
+            let batch = self
+                .store
+                .read_all(from, 1_000, &filter)
+                .await
+                .expect("read log");
             let n = batch.len();
             for r in batch {
                 from = r.position + 1;
-                out.push((r.stream_id.clone(), pathway_engine::decode(&r).expect("decodes")));
+                out.push((
+                    r.stream_id.clone(),
+                    pathway_engine::decode(&r).expect("decodes"),
+                ));
             }
             if n < 1_000 {
                 return out;
