@@ -16,12 +16,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use pathway_saga::{FaultHook, FaultPoint, phaseout::start_of_day};
 use pathway_store::postgres::PostgresStore;
-use tokio_postgres::NoTls;
-use uuid::Uuid;
 
 use crate::support::{STANDARD_FEN, World, noon, quiet, settle, ymd};
 
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const CHILD_URL_ENV: &str = "PATHWAY_SAGA_CHILD_URL";
 const CHILD_NOW_ENV: &str = "PATHWAY_SAGA_CHILD_NOW";
 const CHILD_POINT_ENV: &str = "PATHWAY_SAGA_CHILD_POINT";
@@ -30,79 +27,22 @@ const REACHED: &str = "fault point reached:";
 /// Households in each crash and race test.
 const HOUSEHOLDS: usize = 40;
 
-/// A fresh database for one test, dropped (best effort) with this guard.
-struct TestDb {
-    name: String,
-    url: String,
-    admin_url: String,
-}
+/// A fresh database for one test (dropped with it).
+struct TestDb(pathway_testkit::TestDb);
 
 impl TestDb {
     async fn create() -> TestDb {
-        let admin_url = std::env::var("PATHWAY_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
-        let name = format!("pathway_saga_test_{}", Uuid::new_v4().simple());
-        let admin = connect(&admin_url).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(b, _)| b);
-        TestDb {
-            url: format!("{base}/{name}"),
-            name,
-            admin_url,
-        }
+        TestDb(pathway_testkit::TestDb::create())
+    }
+
+    fn url(&self) -> &str {
+        self.0.url()
     }
 
     async fn store(&self) -> PostgresStore {
-        PostgresStore::connect(&self.url)
+        PostgresStore::connect(self.url())
             .await
             .expect("connect PostgresStore to the test database")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&admin_url, NoTls).await.ok()?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
-
-/// Connects or fails the test with how to get a server.
-async fn connect(url: &str) -> tokio_postgres::Client {
-    match tokio_postgres::connect(url, NoTls).await {
-        Ok((client, connection)) => {
-            tokio::spawn(connection);
-            client
-        }
-        Err(e) => panic!(
-            "cannot connect to PostgreSQL at {url}: {e}\n\
-             These tests need a running PostgreSQL server (15 or later) that lets the user create databases.\n\
-             Start one, e.g. `pg_ctlcluster 15 main start` or\n\
-             `docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:15`,\n\
-             or point PATHWAY_TEST_DATABASE_URL at a server you have."
-        ),
     }
 }
 
@@ -164,7 +104,7 @@ fn run_child_until(db: &TestDb, now: DateTime<Utc>, point: FaultPoint) {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD_URL_ENV, &db.url)
+        .env(CHILD_URL_ENV, db.url())
         .env(CHILD_NOW_ENV, now.to_rfc3339())
         .env(CHILD_POINT_ENV, format!("{point:?}"))
         .stdin(Stdio::null())
