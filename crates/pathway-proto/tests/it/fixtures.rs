@@ -16,7 +16,9 @@ use pathway_proto::{
     DESCRIPTOR_SET, Message,
     events::v1::{EVENT_TYPES, Event, EventEnvelope},
 };
-use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, Value};
+use prost_reflect::{DescriptorPool, DynamicMessage, Kind, Value};
+
+use crate::sample::{assert_enums_start_unspecified, sample};
 
 fn pool() -> DescriptorPool {
     DescriptorPool::decode(DESCRIPTOR_SET).expect("the compiled descriptor set decodes")
@@ -24,57 +26,6 @@ fn pool() -> DescriptorPool {
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
-}
-
-/// A deterministic value for a field of `kind`, derived from its number.
-fn value_for(kind: &Kind, number: u32, name: &str, depth: u32) -> Value {
-    let n = number as i64;
-    match kind {
-        Kind::Double => Value::F64(n as f64 + 0.5),
-        Kind::Float => Value::F32(n as f32 + 0.5),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(2000 + number as i32),
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(1_000_000 + n),
-        Kind::Uint32 | Kind::Fixed32 => Value::U32(number % 12 + 1),
-        Kind::Uint64 | Kind::Fixed64 => Value::U64(100 + n as u64),
-        Kind::Bool => Value::Bool(true),
-        Kind::String => Value::String(format!("{name}-{number}")),
-        Kind::Bytes => Value::Bytes(vec![number as u8; 4].into()),
-        Kind::Enum(e) => {
-            // The first value after *_UNSPECIFIED.
-            Value::EnumNumber(
-                e.values()
-                    .map(|v| v.number())
-                    .find(|&v| v != 0)
-                    .unwrap_or(0),
-            )
-        }
-        Kind::Message(m) => Value::Message(sample(m, depth + 1)),
-    }
-}
-
-/// A message with every field set (the first member of each oneof).
-fn sample(desc: &MessageDescriptor, depth: u32) -> DynamicMessage {
-    assert!(
-        depth < 8,
-        "message nesting too deep in {}",
-        desc.full_name()
-    );
-    let mut msg = DynamicMessage::new(desc.clone());
-    for field in desc.fields() {
-        if let Some(oneof) = field.containing_oneof() {
-            let first = oneof.fields().next().map(|f| f.number());
-            if first != Some(field.number()) {
-                continue;
-            }
-        }
-        let value = value_for(&field.kind(), field.number(), field.name(), depth);
-        if field.is_list() {
-            msg.set_field(&field, Value::List(vec![value]));
-        } else {
-            msg.set_field(&field, value);
-        }
-    }
-    msg
 }
 
 /// The sample `Event` carrying event type `name`.
@@ -90,7 +41,7 @@ fn sample_event(pool: &DescriptorPool, name: &str) -> Vec<u8> {
         unreachable!()
     };
     let mut msg = DynamicMessage::new(event);
-    msg.set_field(&field, Value::Message(sample(&inner, 1)));
+    msg.set_field(&field, Value::Message(sample(&inner, 1, None)));
     msg.encode_to_vec()
 }
 
@@ -160,7 +111,7 @@ fn envelope_fixture_matches_and_round_trips() {
     let desc = pool
         .get_message_by_name("pathway.events.v1.EventEnvelope")
         .expect("envelope");
-    let bytes = sample(&desc, 0).encode_to_vec();
+    let bytes = sample(&desc, 0, None).encode_to_vec();
     check_fixture("EventEnvelope.bin", &bytes);
     let env = EventEnvelope::decode(bytes.as_slice()).expect("envelope decodes");
     assert_eq!(env.event_id, "event_id-1");
@@ -170,17 +121,7 @@ fn envelope_fixture_matches_and_round_trips() {
 
 #[test]
 fn every_enum_starts_with_unspecified() {
-    for e in pool().all_enums() {
-        let zero = e
-            .get_value(0)
-            .unwrap_or_else(|| panic!("{} has no zero value", e.full_name()));
-        assert!(
-            zero.name().ends_with("_UNSPECIFIED"),
-            "{}: zero value is {}",
-            e.full_name(),
-            zero.name()
-        );
-    }
+    assert_enums_start_unspecified(&pool());
 }
 
 #[test]
