@@ -73,6 +73,9 @@ enum Command {
     Query(read::QueryArgs),
     /// The annual monitoring report each city files at year-end, per city and province.
     Report(read::ReportArgs),
+    /// Civil Affairs' calendar of active low-income benefit phase-outs, with
+    /// those ending in the next 30 days flagged.
+    PhaseOuts(read::PhaseOutsArgs),
     /// Serve the department API (commands, read models, health, metrics), or issue a token.
     Serve(serve::ServeArgs),
 }
@@ -119,6 +122,9 @@ fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             .block_on(read::query(args))
             .map(|()| ExitCode::SUCCESS),
         Command::Report(args) => runtime()?.block_on(read::report(args)),
+        Command::PhaseOuts(args) => runtime()?
+            .block_on(read::phase_outs(args))
+            .map(|()| ExitCode::SUCCESS),
         Command::Saga(cmd) => runtime()?.block_on(saga::run(cmd)),
         Command::Verify(args) => runtime()?.block_on(store::verify(args)),
         Command::Audit(cmd) => runtime()?.block_on(audit::run(cmd)),

@@ -621,3 +621,128 @@ fn print_report(
         f64::from(policy.fund_pwp_cap_bp) / 100.0
     );
 }
+
+/// `pathway phase-outs`: Civil Affairs' calendar of low-income benefit
+/// phase-outs (低保渐退期).
+#[derive(Debug, clap::Args)]
+pub(crate) struct PhaseOutsArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Flag phase-outs whose planned end is within this many days.
+    #[arg(long, default_value_t = 30)]
+    within_days: u32,
+    /// The day to count from (default: today in China Standard Time).
+    #[arg(long)]
+    today: Option<chrono::NaiveDate>,
+    /// Only the phase-outs ending within the window.
+    #[arg(long)]
+    ending_only: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+/// One active phase-out in the calendar.
+#[derive(Debug, serde::Serialize)]
+struct PhaseOutLine {
+    household_ref: String,
+    phase_out_id: String,
+    phase_out_start: String,
+    planned_end: String,
+    days_left: i64,
+    ending_soon: bool,
+}
+
+pub(crate) async fn phase_outs(args: PhaseOutsArgs) -> anyhow::Result<()> {
+    let cst = chrono::FixedOffset::east_opt(8 * 3600).context("UTC+8")?;
+    let today = args
+        .today
+        .unwrap_or_else(|| chrono::Utc::now().with_timezone(&cst).date_naive());
+    let target = args.store.read_store();
+    let store = args.store.open().await?;
+    catch_up_all(&store, &target).await?;
+    let projection = model("civil_affairs")?;
+    let table = projection
+        .tables()
+        .iter()
+        .find(|t| t.name == "households")
+        .context("civil_affairs.households")?;
+    let column = |name: &str| {
+        table
+            .columns()
+            .position(|c| c.name == name)
+            .with_context(|| format!("households.{name}"))
+    };
+    let (household, id, start, end) = (
+        column("household_ref")?,
+        column("phase_out_id")?,
+        column("phase_out_start")?,
+        column("planned_end")?,
+    );
+    let active = [("phase_out_state", Value::Text("active".to_owned()))];
+    let mut lines: Vec<PhaseOutLine> = runtime::query(&target, "civil_affairs", table, &active)?
+        .into_iter()
+        .filter_map(|r| {
+            let planned_end = cell(&r[end]);
+            let days_left = (planned_end.parse::<chrono::NaiveDate>().ok()? - today).num_days();
+            Some(PhaseOutLine {
+                household_ref: cell(&r[household]),
+                phase_out_id: cell(&r[id]),
+                phase_out_start: cell(&r[start]),
+                planned_end,
+                days_left,
+                ending_soon: (0..=i64::from(args.within_days)).contains(&days_left),
+            })
+        })
+        .filter(|l| !args.ending_only || l.ending_soon)
+        .collect();
+    lines.sort_by(|a, b| {
+        a.planned_end
+            .cmp(&b.planned_end)
+            .then(a.household_ref.cmp(&b.household_ref))
+    });
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "today": today, "within_days": args.within_days, "phase_outs": lines })
+            )?
+        ),
+        Format::Table => {
+            let soon = lines.iter().filter(|l| l.ending_soon).count();
+            println!(
+                "Active phase-outs as of {today}: {}; ending within {} days: {soon}",
+                lines.len(),
+                args.within_days
+            );
+            let rows: Vec<Vec<Value>> = lines
+                .iter()
+                .map(|l| {
+                    vec![
+                        Value::Text(l.household_ref.clone()),
+                        Value::Text(l.phase_out_id.clone()),
+                        Value::Text(l.phase_out_start.clone()),
+                        Value::Text(l.planned_end.clone()),
+                        Value::Int(l.days_left),
+                        Value::Text(if l.ending_soon {
+                            "ending soon".into()
+                        } else {
+                            String::new()
+                        }),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "household",
+                    "phase-out",
+                    "started",
+                    "planned end",
+                    "days left",
+                    "",
+                ],
+                &rows,
+            );
+        }
+    }
+    Ok(())
+}

@@ -307,3 +307,63 @@ fn a_reader_closing_the_pipe_ends_the_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(141), "{stderr}");
 }
+
+#[test]
+fn civil_affairs_sees_phase_outs_ending_within_thirty_days() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("store");
+    let data = data.to_str().expect("utf-8 path");
+    let demo = pathway(&["demo", "--persons", "400", "--data-dir", data]);
+    assert!(demo.status.success(), "{}", stdout(&demo));
+    let calendar = |today: &str| -> serde_json::Value {
+        let out = pathway(&[
+            "phase-outs",
+            "--today",
+            today,
+            "--format",
+            "json",
+            "--data-dir",
+            data,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let all = calendar("2024-01-01");
+    let lines = all["phase_outs"].as_array().expect("phase-outs").clone();
+    assert!(
+        !lines.is_empty(),
+        "the simulated province has active phase-outs: {all}"
+    );
+    // Ten days before the first planned end, exactly the phase-outs ending
+    // within thirty days are flagged, with their days left.
+    let first_end: chrono::NaiveDate = lines[0]["planned_end"]
+        .as_str()
+        .expect("date")
+        .parse()
+        .expect("ISO date");
+    let today = first_end - chrono::Days::new(10);
+    let near = calendar(&today.to_string());
+    for line in near["phase_outs"].as_array().expect("phase-outs") {
+        let end: chrono::NaiveDate = line["planned_end"]
+            .as_str()
+            .expect("date")
+            .parse()
+            .expect("date");
+        let days = (end - today).num_days();
+        assert_eq!(line["days_left"], serde_json::json!(days), "{line}");
+        assert_eq!(
+            line["ending_soon"],
+            serde_json::json!((0..=30).contains(&days)),
+            "{line}"
+        );
+    }
+    assert_eq!(near["phase_outs"][0]["days_left"], serde_json::json!(10));
+    assert_eq!(
+        near["phase_outs"][0]["ending_soon"],
+        serde_json::json!(true)
+    );
+}
