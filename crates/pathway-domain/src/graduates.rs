@@ -23,6 +23,10 @@ pub const HASH_BYTES: usize = 32;
 /// Most records one cohort may announce, a bound against malformed batches.
 pub const COHORT_RECORDS_MAX: u32 = 100_000;
 
+/// The day each year by which a ledger's outcome is due: 31 December of the
+/// ledger's year (R-GRAD-1 "outcome by year-end").
+pub const OUTCOME_DUE_MONTH_DAY: (u32, u32) = (12, 31);
+
 /// Longest identifier, in characters.
 const ID_CHARS_MAX: usize = 64;
 /// Longest school, major or organisation name, in characters.
@@ -287,6 +291,16 @@ pub enum LedgerCommand {
         employment_form: Option<EmploymentForm>,
         recorded_on: NaiveDate,
     },
+    /// Record that no outcome was recorded by the due date
+    /// ([`outcome_due`] of the ledger's year); once, only after the due date
+    /// and only while no outcome is recorded. An outcome may still follow.
+    MarkOutcomeOverdue { due_on: NaiveDate },
+}
+
+/// The date a ledger of `year` must have its outcome by.
+pub fn outcome_due(year: i32) -> Option<NaiveDate> {
+    let (month, day) = OUTCOME_DUE_MONTH_DAY;
+    NaiveDate::from_ymd_opt(year, month, day)
 }
 
 /// A graduate's ledger for one year.
@@ -294,12 +308,16 @@ pub enum LedgerCommand {
 pub struct GraduateLedger {
     /// `(ledger_id, person_ref)`, set when opened.
     pub opened: Option<(String, String)>,
+    /// The ledger's year, set when opened.
+    pub year: Option<i32>,
     /// The measures of the current plan; empty before a plan is set.
     pub plan: BTreeSet<i32>,
     /// Services delivered.
     pub delivered: u32,
     /// Whether the year-end outcome is recorded.
     pub outcome_recorded: bool,
+    /// Whether the outcome was marked overdue.
+    pub outcome_overdue: bool,
 }
 
 impl GraduateLedger {
@@ -463,6 +481,45 @@ impl Aggregate for GraduateLedger {
                     },
                 )])
             }
+            LedgerCommand::MarkOutcomeOverdue { due_on } => {
+                let (ledger_id, person_ref) = self.open()?;
+                if self.outcome_overdue {
+                    return Err(Rejection::state(
+                        format!("the outcome of ledger {ledger_id} is already overdue"),
+                        "R-GRAD-1 one overdue mark",
+                    ));
+                }
+                let year = self.year.unwrap_or_default();
+                let due = outcome_due(year).ok_or_else(|| {
+                    Rejection::new(
+                        "due_on",
+                        format!("{year} has no due date"),
+                        "R-GRAD-1 outcome by year-end",
+                    )
+                })?;
+                if *due_on != due {
+                    return Err(Rejection::new(
+                        "due_on",
+                        format!("{due_on} is not the due date {due}"),
+                        "R-GRAD-1 outcome by year-end",
+                    ));
+                }
+                if ctx.today <= due {
+                    return Err(Rejection::new(
+                        "due_on",
+                        format!("today {} is not after the due date {due}", ctx.today),
+                        "R-GRAD-1 outcome by year-end",
+                    ));
+                }
+                Ok(vec![Event::GraduateOutcomeOverdue(
+                    pb::GraduateOutcomeOverdue {
+                        ledger_id: ledger_id.to_owned(),
+                        person_ref: person_ref.to_owned(),
+                        year,
+                        due_on: convert::date(due),
+                    },
+                )])
+            }
         }
     }
 
@@ -470,10 +527,12 @@ impl Aggregate for GraduateLedger {
         match event {
             Event::GraduateLedgerOpened(e) => {
                 self.opened = Some((e.ledger_id.clone(), e.person_ref.clone()));
+                self.year = Some(e.year);
             }
             Event::GraduateServicePlanSet(e) => self.plan = e.measures.iter().copied().collect(),
             Event::GraduateServiceDelivered(_) => self.delivered = self.delivered.saturating_add(1),
             Event::GraduateOutcomeRecorded(_) => self.outcome_recorded = true,
+            Event::GraduateOutcomeOverdue(_) => self.outcome_overdue = true,
             _ => {}
         }
         self

@@ -2,7 +2,8 @@
 //!
 //! A process manager is a pure state machine, [`ProcessManager::handle`]:
 //! `(state, input) -> (state, commands, timer requests)`, correlated by a
-//! business key (a household, a graduate ledger, a city-year). Everything
+//! business key (a household, a graduate ledger, a city-year; the workflows
+//! are [`phaseout`], [`ledger`] and [`city_report`]). Everything
 //! else here is the runtime that makes it durable:
 //!
 //! - **State is event-sourced in the saga's own stream**, `saga-<kind>-<key>`
@@ -56,9 +57,11 @@
 //! abandoning the runtime and starting a new one on the same log.
 
 pub mod bench;
+pub mod city_report;
 mod clock;
 mod error;
 mod fault;
+pub mod ledger;
 mod log;
 mod manager;
 pub mod phaseout;

@@ -24,6 +24,10 @@ pub enum InputKind<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
     pub kind: InputKind<'a>,
+    /// The business key of the saga handling the input (its stream is
+    /// `saga-<KIND>-<key>`): a saga started by an event that does not name
+    /// it (e.g. one city-year of thirteen) learns from it who it is.
+    pub key: &'a str,
     /// Global position of the input in the log.
     pub position: u64,
     pub event_id: Uuid,

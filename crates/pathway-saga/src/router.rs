@@ -230,8 +230,10 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
                 }
                 other => (InputKind::Event(other), occurred_at(r)),
             };
+            let prefix = format!("{}-{}-", log::SAGA_CATEGORY, P::KIND);
             let input = Input {
                 kind,
+                key: saga_id.strip_prefix(&prefix).unwrap_or(saga_id),
                 position: r.position,
                 event_id: r.event_id,
                 at,

@@ -1,5 +1,5 @@
 //! The `pathway` binary as a user runs it.
 
 mod cli;
-mod import;
 mod deploy;
+mod import;

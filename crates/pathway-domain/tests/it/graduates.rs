@@ -466,6 +466,107 @@ fn record_outcome() {
     }
 }
 
+fn outcome_overdue() -> Event {
+    Event::GraduateOutcomeOverdue(pb::GraduateOutcomeOverdue {
+        ledger_id: "L-1".into(),
+        person_ref: "person-a".into(),
+        year: 2024,
+        due_on: pathway_domain::convert::date(day("2024-12-31")),
+    })
+}
+
+#[test]
+fn mark_outcome_overdue() {
+    let mark = |due_on| LedgerCommand::MarkOutcomeOverdue {
+        due_on: day(due_on),
+    };
+    let with_plan = vec![opened(), planned(&[pb::GraduateMeasure::JobReferral])];
+    let mut done = with_plan.clone();
+    done.push(outcome_recorded());
+    let mut overdue = with_plan.clone();
+    overdue.push(outcome_overdue());
+    let cases: Vec<(Vec<Event>, LedgerCommand, &str, Expect)> = vec![
+        // the day after the due date, no outcome: overdue
+        (
+            with_plan.clone(),
+            mark("2024-12-31"),
+            "2025-01-01",
+            expect![[r#"
+                GraduateOutcomeOverdue GraduateOutcomeOverdue(GraduateOutcomeOverdue { ledger_id: "L-1", person_ref: "person-a", year: 2024, due_on: Some(Date { year: 2024, month: 12, day: 31 }) })
+            "#]],
+        ),
+        // a ledger without a plan is overdue just the same
+        (
+            vec![opened()],
+            mark("2024-12-31"),
+            "2025-03-01",
+            expect![[r#"
+            GraduateOutcomeOverdue GraduateOutcomeOverdue(GraduateOutcomeOverdue { ledger_id: "L-1", person_ref: "person-a", year: 2024, due_on: Some(Date { year: 2024, month: 12, day: 31 }) })
+        "#]],
+        ),
+        // on the due date itself: not yet
+        (
+            with_plan.clone(),
+            mark("2024-12-31"),
+            "2024-12-31",
+            expect![[r#"
+                rejected: due_on: today 2024-12-31 is not after the due date 2024-12-31 (R-GRAD-1 outcome by year-end)
+            "#]],
+        ),
+        // the due date is the year-end of the ledger's year
+        (
+            with_plan.clone(),
+            mark("2024-12-30"),
+            "2025-01-01",
+            expect![[r#"
+                rejected: due_on: 2024-12-30 is not the due date 2024-12-31 (R-GRAD-1 outcome by year-end)
+            "#]],
+        ),
+        // an outcome recorded: never overdue
+        (
+            done,
+            mark("2024-12-31"),
+            "2025-01-01",
+            expect![[r#"
+            rejected: command: ledger L-1 already has its year-end outcome (R-GRAD-1 one outcome per ledger)
+        "#]],
+        ),
+        // once
+        (
+            overdue.clone(),
+            mark("2024-12-31"),
+            "2025-01-02",
+            expect![[r#"
+            rejected: command: the outcome of ledger L-1 is already overdue (R-GRAD-1 one overdue mark)
+        "#]],
+        ),
+        (
+            vec![],
+            mark("2024-12-31"),
+            "2025-01-01",
+            expect![[r#"
+            rejected: command: the ledger is not open (R-GRAD-1)
+        "#]],
+        ),
+        // a late outcome is still recorded
+        (
+            overdue,
+            LedgerCommand::RecordOutcome {
+                outcome: GraduateOutcome::NotYetEmployed,
+                employment_form: None,
+                recorded_on: day("2025-01-05"),
+            },
+            "2025-01-05",
+            expect![[r#"
+                GraduateOutcomeRecorded GraduateOutcomeRecorded(GraduateOutcomeRecorded { ledger_id: "L-1", person_ref: "person-a", outcome: NotYetEmployed, employment_form: Unspecified, recorded_on: Some(Date { year: 2025, month: 1, day: 5 }) })
+            "#]],
+        ),
+    ];
+    for (given, when, today, expect) in cases {
+        check::<GraduateLedger>(&given, &when, today, expect);
+    }
+}
+
 #[test]
 fn graduate_commands_read_from_json() {
     let json = r#"{"type":"record_outcome","outcome":"employed","employment_form":"public_welfare_post","recorded_on":"2024-12-20"}"#;

@@ -250,6 +250,7 @@ GraduateLedgerOpened              dpf education
 GraduateServicePlanSet            dpf
 GraduateServiceDelivered          dpf
 GraduateOutcomeRecorded           dpf education
+GraduateOutcomeOverdue            -
 EmployerRegistered                sasac
 EstablishmentSizeRecorded         sasac
 QuotaReported                     sasac

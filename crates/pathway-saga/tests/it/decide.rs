@@ -118,6 +118,7 @@ fn step(state: &PhaseOutState, input: &In, position: u64, at: DateTime<Utc>) -> 
         state,
         &Input {
             kind,
+            key: "H1",
             position,
             event_id: Uuid::nil(),
             at,
@@ -154,6 +155,7 @@ fn check(given: Vec<In>, when: In, at: DateTime<Utc>, expect: Expect) {
             &state,
             &Input {
                 kind,
+                key: "H1",
                 position: i as u64 + 1,
                 event_id: Uuid::nil(),
                 at: noon(ymd(2025, 3, 1)),
@@ -379,6 +381,7 @@ fn the_policy_version_is_kept_in_the_saga_state() {
             &state,
             &Input {
                 kind: InputKind::Event(e),
+                key: "H1",
                 position: 1,
                 event_id: Uuid::nil(),
                 at: noon(ymd(2025, 3, 10)),

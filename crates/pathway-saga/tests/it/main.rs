@@ -1,7 +1,9 @@
 //! The saga crate's one integration-test binary.
 
+mod city_report;
 mod decide;
 mod flow;
+mod ledger;
 mod mem;
 mod pg;
 mod sim;

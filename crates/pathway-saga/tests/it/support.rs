@@ -15,7 +15,7 @@ use pathway_domain::{
 use pathway_engine::{CommandMeta, Engine, EngineError, Handled};
 use pathway_proto::Message;
 use pathway_saga::{
-    FaultHook, ManualClock, Router, SagaError, Sweeper, no_faults,
+    CommandSink, FaultHook, ManualClock, ProcessManager, Router, SagaError, Sweeper, no_faults,
     phaseout::{EngineSink, PhaseOutSaga, start_of_day},
 };
 use pathway_store::{EventStore, ExpectedVersion, NewEvent};
@@ -79,6 +79,42 @@ impl<S: EventStore + Clone> World<S> {
         )
         .await
         .expect("router starts")
+    }
+
+    /// A router of any process manager whose commands go through the engine.
+    pub(crate) async fn router_of<P>(&self, pm: P, name: &str) -> Router<S, P, EngineSink<S>>
+    where
+        P: ProcessManager,
+        EngineSink<S>: CommandSink<P::Command>,
+    {
+        Router::start(
+            self.store.clone(),
+            pm,
+            EngineSink(self.engine.clone()),
+            name,
+            quiet(),
+        )
+        .await
+        .expect("router starts")
+    }
+
+    /// A command of department `department` on `stream`, decided now.
+    pub(crate) async fn command<A: pathway_domain::Aggregate>(
+        &mut self,
+        department: pb::Department,
+        stream: &str,
+        command: &A::Command,
+    ) -> Result<Handled, EngineError> {
+        let meta = CommandMeta {
+            command_id: self.next_id(),
+            correlation_id: Uuid::nil(),
+            causation_id: None,
+            actor_department: department,
+            actor_region: "230100".to_owned(),
+            actor_id: "officer-1".to_owned(),
+            now: self.now(),
+        };
+        self.engine.handle::<A>(stream, command, &meta).await
     }
 
     pub(crate) fn sweeper(&self, name: &str, hook: FaultHook) -> Sweeper<S, ManualClock> {
@@ -212,7 +248,7 @@ impl<S: EventStore + Clone> World<S> {
         self.fact(&format!("person-{person}"), e).await;
     }
 
-    async fn fact(&mut self, stream: &str, event: Event) {
+    pub(crate) async fn fact(&mut self, stream: &str, event: Event) {
         let event_id = self.next_id();
         let now = self.now();
         let env = pb::EventEnvelope {
@@ -270,10 +306,15 @@ impl<S: EventStore + Clone> World<S> {
 }
 
 /// Runs a router and a sweeper until neither has anything left to do.
-pub(crate) async fn settle<S: EventStore + Clone>(
-    router: &mut PhaseOutRouter<S>,
+pub(crate) async fn settle<S, P, K>(
+    router: &mut Router<S, P, K>,
     sweeper: &mut Sweeper<S, ManualClock>,
-) -> Result<(), SagaError> {
+) -> Result<(), SagaError>
+where
+    S: EventStore + Clone,
+    P: ProcessManager,
+    K: CommandSink<P::Command>,
+{
     loop {
         let routed = router.run_once().await?;
         let swept = sweeper.sweep_once().await?;
