@@ -16,6 +16,19 @@ pub(crate) enum SagaCommand {
     /// Schedule many timers on a scratch log and measure firing throughput
     /// and lag after the due time.
     Bench(SagaBenchArgs),
+    /// Run the workflows until interrupted (Ctrl-C): the phase-out, city
+    /// annual report and graduate ledger routers, and the timer sweeper.
+    /// Several may run at once: each timer fires once in effect.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    location: StoreArgs,
+    /// How often the sweeper looks for due timers, in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    sweep_interval_ms: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -42,6 +55,14 @@ pub(crate) struct SagaBenchArgs {
 
 pub(crate) async fn run(command: SagaCommand) -> anyhow::Result<ExitCode> {
     match command {
+        SagaCommand::Run(args) => {
+            let interval = std::time::Duration::from_millis(args.sweep_interval_ms.max(1));
+            match args.location.open().await? {
+                AnyStore::Embedded(s) => run_workflows(s, interval).await?,
+                AnyStore::Postgres(s) => run_workflows(s, interval).await?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         SagaCommand::Show(args) => {
             let id = if args.id.starts_with("saga-") {
                 args.id.clone()
@@ -92,4 +113,65 @@ fn row(name: &str, r: &RunFigures) {
         "{name:<26} {:>7} fired in {:>6.2} s = {:>8.0}/s; lag p50 {:>8.1} ms, p99 {:>8.1} ms, max {:>8.1} ms",
         r.timers, r.elapsed_s, r.fired_per_s, r.lag_p50_ms, r.lag_p99_ms, r.lag_max_ms
     );
+}
+
+/// The three routers and the sweeper, until Ctrl-C.
+async fn run_workflows<S: pathway_store::EventStore + Clone>(
+    store: S,
+    sweep_interval: std::time::Duration,
+) -> anyhow::Result<()> {
+    use pathway_saga::{
+        Router, Sweeper, SystemClock,
+        city_report::CityReportSaga,
+        ledger::LedgerSaga,
+        no_faults,
+        phaseout::{EngineSink, PhaseOutSaga},
+    };
+    let engine = pathway_engine::Engine::new(store.clone());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut routers = tokio::task::JoinSet::new();
+    let phaseout = Router::start(
+        store.clone(),
+        PhaseOutSaga::default(),
+        EngineSink(engine.clone()),
+        "phaseout",
+        no_faults(),
+    )
+    .await?;
+    routers.spawn(phaseout.run(shutdown.clone()));
+    let city_report = Router::start(
+        store.clone(),
+        CityReportSaga::default(),
+        EngineSink(engine.clone()),
+        "cityreport",
+        no_faults(),
+    )
+    .await?;
+    routers.spawn(city_report.run(shutdown.clone()));
+    let ledger = Router::start(
+        store.clone(),
+        LedgerSaga,
+        EngineSink(engine),
+        "ledger",
+        no_faults(),
+    )
+    .await?;
+    routers.spawn(ledger.run(shutdown.clone()));
+    let mut sweeper = Sweeper::new(store, SystemClock, "sweeper", no_faults());
+    eprintln!("workflows running; Ctrl-C to stop");
+    let mut stopping = shutdown.clone();
+    loop {
+        let report = sweeper.sweep_until_idle().await?;
+        tracing::info!(?report, "swept");
+        tokio::select! {
+            () = tokio::time::sleep(sweep_interval) => {}
+            _ = tokio::signal::ctrl_c() => break,
+            _ = stopping.changed() => break,
+        }
+    }
+    stop.send(true).ok();
+    while let Some(done) = routers.join_next().await {
+        done.context("workflow router task")??;
+    }
+    Ok(())
 }

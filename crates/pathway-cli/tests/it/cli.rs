@@ -367,3 +367,68 @@ fn civil_affairs_sees_phase_outs_ending_within_thirty_days() {
         serde_json::json!(true)
     );
 }
+
+#[test]
+fn saga_run_completes_phase_outs_whose_deadline_has_passed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("store");
+    let data = data.to_str().expect("utf-8 path");
+    let demo = pathway(&["demo", "--persons", "400", "--data-dir", data]);
+    assert!(demo.status.success(), "{}", stdout(&demo));
+    let active = || -> usize {
+        let out = pathway(&["phase-outs", "--format", "json", "--data-dir", data]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        json["phase_outs"].as_array().expect("phase-outs").len()
+    };
+    // The simulated phase-outs started in 2024 end in 2025: past today.
+    let before = active();
+    assert!(before > 0, "the simulation leaves phase-outs running");
+    let mut workflows = Command::new(env!("CARGO_BIN_EXE_pathway"))
+        .args([
+            "saga",
+            "run",
+            "--sweep-interval-ms",
+            "100",
+            "--data-dir",
+            data,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run the workflows");
+    // Wait for the condition, bounded: every deadline fires, once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut left = before;
+    while left > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        left = active();
+    }
+    workflows.kill().expect("stop the workflows");
+    workflows.wait().expect("reap");
+    assert_eq!(left, 0, "phase-outs still active after their deadline");
+    let out = pathway(&[
+        "query",
+        "civil_affairs",
+        "households",
+        "--format",
+        "json",
+        "--data-dir",
+        data,
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let phased_out = json["tables"]["households"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|h| h["benefit"] == serde_json::json!("phased_out"))
+        .count();
+    assert!(
+        phased_out >= before,
+        "{phased_out} households phased out, {before} were due"
+    );
+}
