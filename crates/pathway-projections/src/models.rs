@@ -19,6 +19,40 @@
 //! of a GB/T 2260 region ([`city_of`](crate::views::city_of)); a person's
 //! city in the DPF model is that of their residence when the event happened.
 
+/// A department's projection: the unit struct `$ty` whose name and tables
+/// are the module's `MODEL` and `TABLES`, whose view is `$view_fn` wrapped in
+/// `View::$variant`, and which applies it with the module's `apply`.
+macro_rules! department_projection {
+    ($ty:ident, $variant:ident, $view_fn:path) => {
+        pub(super) struct $ty;
+
+        impl crate::Projection for $ty {
+            fn name(&self) -> &'static str {
+                MODEL
+            }
+
+            fn tables(&self) -> &'static [crate::Table] {
+                TABLES
+            }
+
+            fn view(&self, event: &pathway_domain::Event) -> Option<crate::views::View> {
+                $view_fn(event).map(crate::views::View::$variant)
+            }
+
+            fn apply(
+                &self,
+                event: &crate::ProjectedEvent<crate::views::View>,
+                tx: &mut dyn crate::Tx,
+            ) -> Result<(), crate::ProjectionError> {
+                let crate::views::View::$variant(view) = &event.view else {
+                    return Err(foreign_view(MODEL));
+                };
+                apply(&mut Rows::new(MODEL, tx), view)
+            }
+        }
+    };
+}
+
 mod civil_affairs;
 mod committee;
 mod dpf;

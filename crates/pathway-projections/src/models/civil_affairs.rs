@@ -9,8 +9,8 @@
 
 use super::{Rows, foreign_view};
 use crate::{
-    Column, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value,
-    views::{self, CivilAffairsView, View},
+    Column, ProjectionError, Table, Value,
+    views::{self, CivilAffairsView},
 };
 
 const MODEL: &str = "civil_affairs";
@@ -55,28 +55,7 @@ const MEMBER_EMPLOYMENT: Table = Table {
 
 const TABLES: &[Table] = &[HOUSEHOLDS, MEMBERS, MEMBER_EMPLOYMENT];
 
-pub(super) struct CivilAffairs;
-
-impl Projection for CivilAffairs {
-    fn name(&self) -> &'static str {
-        MODEL
-    }
-
-    fn tables(&self) -> &'static [Table] {
-        TABLES
-    }
-
-    fn view(&self, event: &pathway_domain::Event) -> Option<View> {
-        views::civil_affairs(event).map(View::CivilAffairs)
-    }
-
-    fn apply(&self, event: &ProjectedEvent<View>, tx: &mut dyn Tx) -> Result<(), ProjectionError> {
-        let View::CivilAffairs(view) = &event.view else {
-            return Err(foreign_view(MODEL));
-        };
-        apply(&mut Rows::new(MODEL, tx), view)
-    }
-}
+department_projection!(CivilAffairs, CivilAffairs, views::civil_affairs);
 
 fn tracked(status: Option<&str>) -> bool {
     status != Some("none")

@@ -5,8 +5,8 @@
 
 use super::{Rows, foreign_view};
 use crate::{
-    Column, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value,
-    views::{self, CommitteeView, View},
+    Column, ProjectionError, Table, Value,
+    views::{self, CommitteeView},
 };
 
 const MODEL: &str = "committee";
@@ -89,28 +89,7 @@ const TABLES: &[Table] = &[
     LOOKUP_PROGRAMMES,
 ];
 
-pub(super) struct Committee;
-
-impl Projection for Committee {
-    fn name(&self) -> &'static str {
-        MODEL
-    }
-
-    fn tables(&self) -> &'static [Table] {
-        TABLES
-    }
-
-    fn view(&self, event: &pathway_domain::Event) -> Option<View> {
-        views::committee(event).map(View::Committee)
-    }
-
-    fn apply(&self, event: &ProjectedEvent<View>, tx: &mut dyn Tx) -> Result<(), ProjectionError> {
-        let View::Committee(view) = &event.view else {
-            return Err(foreign_view(MODEL));
-        };
-        apply(&mut Rows::new(MODEL, tx), view)
-    }
-}
+department_projection!(Committee, Committee, views::committee);
 
 fn at(place: &str, year: i32) -> [Value; 2] {
     [Value::from(place), Value::from(year)]

@@ -4,8 +4,8 @@
 
 use super::{PhaseOutChange, Rows, foreign_view, households, year};
 use crate::{
-    Column, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value,
-    views::{self, DpfView, View, city_of},
+    Column, ProjectionError, Table, Value,
+    views::{self, DpfView, city_of},
 };
 
 const MODEL: &str = "dpf";
@@ -124,28 +124,7 @@ const TABLES: &[Table] = &[
     households::LOOKUP,
 ];
 
-pub(super) struct Dpf;
-
-impl Projection for Dpf {
-    fn name(&self) -> &'static str {
-        MODEL
-    }
-
-    fn tables(&self) -> &'static [Table] {
-        TABLES
-    }
-
-    fn view(&self, event: &pathway_domain::Event) -> Option<View> {
-        views::dpf(event).map(View::Dpf)
-    }
-
-    fn apply(&self, event: &ProjectedEvent<View>, tx: &mut dyn Tx) -> Result<(), ProjectionError> {
-        let View::Dpf(view) = &event.view else {
-            return Err(foreign_view(MODEL));
-        };
-        apply(&mut Rows::new(MODEL, tx), view)
-    }
-}
+department_projection!(Dpf, Dpf, views::dpf);
 
 fn person(p: &str) -> [Value; 1] {
     [Value::from(p)]

@@ -4,8 +4,8 @@
 
 use super::{Rows, foreign_view};
 use crate::{
-    Column, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value,
-    views::{self, EducationView, View},
+    Column, ProjectionError, Table, Value,
+    views::{self, EducationView},
 };
 
 const MODEL: &str = "education";
@@ -47,28 +47,7 @@ const SCHOOL_OUTCOMES: Table = Table {
 
 const TABLES: &[Table] = &[COHORTS, GRADUATE_OUTCOMES, SCHOOL_OUTCOMES];
 
-pub(super) struct Education;
-
-impl Projection for Education {
-    fn name(&self) -> &'static str {
-        MODEL
-    }
-
-    fn tables(&self) -> &'static [Table] {
-        TABLES
-    }
-
-    fn view(&self, event: &pathway_domain::Event) -> Option<View> {
-        views::education(event).map(View::Education)
-    }
-
-    fn apply(&self, event: &ProjectedEvent<View>, tx: &mut dyn Tx) -> Result<(), ProjectionError> {
-        let View::Education(view) = &event.view else {
-            return Err(foreign_view(MODEL));
-        };
-        apply(&mut Rows::new(MODEL, tx), view)
-    }
-}
+department_projection!(Education, Education, views::education);
 
 /// Moves one graduate of a school and year into `outcome`'s count, out of
 /// `from`'s; a count that reaches zero is removed.

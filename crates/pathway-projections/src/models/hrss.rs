@@ -5,8 +5,8 @@
 
 use super::{PhaseOutChange, Rows, foreign_view, households, year};
 use crate::{
-    Column, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value,
-    views::{self, HrssView, View, city_of},
+    Column, ProjectionError, Table, Value,
+    views::{self, HrssView, city_of},
 };
 
 const MODEL: &str = "hrss";
@@ -75,28 +75,7 @@ const TABLES: &[Table] = &[
     households::LOOKUP,
 ];
 
-pub(super) struct Hrss;
-
-impl Projection for Hrss {
-    fn name(&self) -> &'static str {
-        MODEL
-    }
-
-    fn tables(&self) -> &'static [Table] {
-        TABLES
-    }
-
-    fn view(&self, event: &pathway_domain::Event) -> Option<View> {
-        views::hrss(event).map(View::Hrss)
-    }
-
-    fn apply(&self, event: &ProjectedEvent<View>, tx: &mut dyn Tx) -> Result<(), ProjectionError> {
-        let View::Hrss(view) = &event.view else {
-            return Err(foreign_view(MODEL));
-        };
-        apply(&mut Rows::new(MODEL, tx), view)
-    }
-}
+department_projection!(Hrss, Hrss, views::hrss);
 
 fn phase_out_flags(
     rows: &mut Rows<'_>,

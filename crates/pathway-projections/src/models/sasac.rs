@@ -4,8 +4,8 @@
 
 use super::{Rows, foreign_view};
 use crate::{
-    Column, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value,
-    views::{self, SasacView, View},
+    Column, ProjectionError, Table, Value,
+    views::{self, SasacView},
 };
 
 const MODEL: &str = "sasac";
@@ -62,28 +62,7 @@ const DPF_CADRES: Table = Table {
 
 const TABLES: &[Table] = &[EMPLOYERS, QUOTA, PUBLIC_UNITS, DPF_CADRES];
 
-pub(super) struct Sasac;
-
-impl Projection for Sasac {
-    fn name(&self) -> &'static str {
-        MODEL
-    }
-
-    fn tables(&self) -> &'static [Table] {
-        TABLES
-    }
-
-    fn view(&self, event: &pathway_domain::Event) -> Option<View> {
-        views::sasac(event).map(View::Sasac)
-    }
-
-    fn apply(&self, event: &ProjectedEvent<View>, tx: &mut dyn Tx) -> Result<(), ProjectionError> {
-        let View::Sasac(view) = &event.view else {
-            return Err(foreign_view(MODEL));
-        };
-        apply(&mut Rows::new(MODEL, tx), view)
-    }
-}
+department_projection!(Sasac, Sasac, views::sasac);
 
 fn unit_year(uscc: &str, year: i32) -> [Value; 2] {
     [Value::from(uscc), Value::from(year)]
