@@ -104,8 +104,8 @@ const ACTOR_ID: &str = "graduate-exchange";
 const COMMAND_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7061_7468_7761_792d_6578_6368_616e_6765);
 
 /// The configuration of [`EXCHANGE_STREAM`]: file storage, limits retention
-/// with an explicit age and size, and the duplicate window.
-pub fn exchange_stream_config(max_bytes: i64) -> stream::Config {
+/// with an explicit age and size, the duplicate window, and `replicas` copies.
+pub fn exchange_stream_config(max_bytes: i64, replicas: usize) -> stream::Config {
     stream::Config {
         name: EXCHANGE_STREAM.to_owned(),
         description: Some(
@@ -118,7 +118,7 @@ pub fn exchange_stream_config(max_bytes: i64) -> stream::Config {
         max_age: Duration::from_secs(STREAM_MAX_AGE_DAYS * 24 * 3600),
         max_bytes,
         duplicate_window: Duration::from_secs(STREAM_DUPLICATE_WINDOW_S),
-        num_replicas: 1,
+        num_replicas: replicas,
         ..Default::default()
     }
 }
@@ -167,6 +167,7 @@ pub struct ExchangeService<S> {
     js: jetstream::Context,
     batch_bytes_max: usize,
     stream_max_bytes: i64,
+    stream_replicas: usize,
     clock: Clock,
 }
 
@@ -200,6 +201,7 @@ impl<S: EventStore + Clone> ExchangeService<S> {
                 .build(client),
             batch_bytes_max: EXCHANGE_BATCH_BYTES_MAX,
             stream_max_bytes: STREAM_MAX_BYTES_DEFAULT,
+            stream_replicas: crate::relay::STREAM_REPLICAS_DEFAULT,
             clock: Arc::new(Utc::now),
         }
     }
@@ -209,6 +211,13 @@ impl<S: EventStore + Clone> ExchangeService<S> {
     /// `max_payload`.
     pub fn with_batch_bytes_max(mut self, bytes: usize) -> Self {
         self.batch_bytes_max = bytes.min(EXCHANGE_BATCH_BYTES_MAX);
+        self
+    }
+
+    /// Keeps `replicas` copies of [`EXCHANGE_STREAM`] (on a cluster of at
+    /// least that many nodes).
+    pub fn with_stream_replicas(mut self, replicas: usize) -> Self {
+        self.stream_replicas = replicas.clamp(1, crate::relay::STREAM_REPLICAS_MAX);
         self
     }
 
@@ -227,7 +236,10 @@ impl<S: EventStore + Clone> ExchangeService<S> {
     /// Creates or updates [`EXCHANGE_STREAM`].
     pub async fn ensure_stream(&self) -> Result<(), BusError> {
         self.js
-            .create_or_update_stream(exchange_stream_config(self.stream_max_bytes))
+            .create_or_update_stream(exchange_stream_config(
+                self.stream_max_bytes,
+                self.stream_replicas,
+            ))
             .await
             .map_err(|e| BusError::nats("create stream", e))?;
         Ok(())

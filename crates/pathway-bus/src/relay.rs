@@ -37,14 +37,20 @@ use crate::limits::{
 use crate::outgoing::outgoing;
 use crate::subjects::Department;
 
+/// Copies of each stream unless configured (a single server).
+pub const STREAM_REPLICAS_DEFAULT: usize = 1;
+/// Most copies JetStream keeps of a stream.
+pub const STREAM_REPLICAS_MAX: usize = 5;
+
 /// The header carrying a message's log position.
 pub const POSITION_HEADER: &str = "Pathway-Position";
 /// The header carrying a message's event type.
 pub const EVENT_TYPE_HEADER: &str = "Pathway-Event-Type";
 
 /// The configuration of one department's stream: file storage, limits
-/// retention with an explicit age and size, and the duplicate window.
-pub fn stream_config(department: Department, max_bytes: i64) -> stream::Config {
+/// retention with an explicit age and size, the duplicate window, and
+/// `replicas` copies (3 on a 3-node cluster; at most the number of nodes).
+pub fn stream_config(department: Department, max_bytes: i64, replicas: usize) -> stream::Config {
     stream::Config {
         name: department.stream(),
         description: Some(format!(
@@ -57,15 +63,19 @@ pub fn stream_config(department: Department, max_bytes: i64) -> stream::Config {
         max_age: Duration::from_secs(STREAM_MAX_AGE_DAYS * 24 * 3600),
         max_bytes,
         duplicate_window: Duration::from_secs(STREAM_DUPLICATE_WINDOW_S),
-        num_replicas: 1,
+        num_replicas: replicas,
         ..Default::default()
     }
 }
 
 /// Creates or updates every stream.
-pub async fn ensure_streams(js: &jetstream::Context, max_bytes: i64) -> Result<(), BusError> {
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    max_bytes: i64,
+    replicas: usize,
+) -> Result<(), BusError> {
     for d in Department::ALL {
-        js.create_or_update_stream(stream_config(d, max_bytes))
+        js.create_or_update_stream(stream_config(d, max_bytes, replicas))
             .await
             .map_err(|e| BusError::nats("create stream", e))?;
     }
@@ -137,6 +147,7 @@ pub struct Relay<S, C> {
     js: jetstream::Context,
     batch_events_max: usize,
     stream_max_bytes: i64,
+    stream_replicas: usize,
 }
 
 impl<S, C> std::fmt::Debug for Relay<S, C> {
@@ -156,12 +167,20 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
             js: relay_context(client),
             batch_events_max: RELAY_BATCH_EVENTS_MAX,
             stream_max_bytes: STREAM_MAX_BYTES_DEFAULT,
+            stream_replicas: STREAM_REPLICAS_DEFAULT,
         }
     }
 
     /// Bounds each stream to `bytes` on disk.
     pub fn with_stream_max_bytes(mut self, bytes: i64) -> Self {
         self.stream_max_bytes = bytes;
+        self
+    }
+
+    /// Keeps `replicas` copies of each stream (on a cluster of at least that
+    /// many nodes).
+    pub fn with_stream_replicas(mut self, replicas: usize) -> Self {
+        self.stream_replicas = replicas.clamp(1, STREAM_REPLICAS_MAX);
         self
     }
 
@@ -177,7 +196,7 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
     pub async fn rebuild(&mut self, from: u64) -> Result<(), BusError> {
         self.coordinator.lead().await?;
         delete_streams(&self.js).await?;
-        ensure_streams(&self.js, self.stream_max_bytes).await?;
+        ensure_streams(&self.js, self.stream_max_bytes, self.stream_replicas).await?;
         self.coordinator
             .set_checkpoint(from.saturating_sub(1))
             .await?;
@@ -206,7 +225,7 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
     }
 
     async fn cycle(&mut self) -> Result<(), BusError> {
-        ensure_streams(&self.js, self.stream_max_bytes).await?;
+        ensure_streams(&self.js, self.stream_max_bytes, self.stream_replicas).await?;
         let mut tails = BTreeMap::new();
         for d in Department::ALL {
             tails.insert(d, read_tail(&self.js, d).await?);
@@ -312,4 +331,22 @@ struct Pending {
     acks: Vec<(Department, jetstream::context::PublishAckFuture)>,
     last_position: u64,
     events: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_keep_the_configured_number_of_copies() {
+        for replicas in [1, 3] {
+            for d in Department::ALL {
+                let config = stream_config(d, 1 << 30, replicas);
+                assert_eq!(config.num_replicas, replicas, "{d}");
+                assert_eq!(config.storage, stream::StorageType::File);
+            }
+            let exchange = crate::exchange_service::exchange_stream_config(1 << 30, replicas);
+            assert_eq!(exchange.num_replicas, replicas);
+        }
+    }
 }

@@ -41,6 +41,10 @@ struct ExchangeOptions {
     /// Bound of the exchange stream on disk, in bytes.
     #[arg(long, default_value_t = STREAM_MAX_BYTES_DEFAULT)]
     stream_max_bytes: i64,
+    /// Copies of the exchange stream JetStream keeps: 3 on a 3-node cluster
+    /// (at most the number of nodes, and 5).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    stream_replicas: u8,
 }
 
 pub(crate) async fn run(args: ExchangeArgs) -> anyhow::Result<()> {
@@ -60,6 +64,7 @@ fn service<S: pathway_store::EventStore + Clone>(
     ExchangeService::new(store, client)
         .with_batch_bytes_max(options.batch_bytes_max)
         .with_stream_max_bytes(options.stream_max_bytes)
+        .with_stream_replicas(options.stream_replicas.into())
 }
 
 async fn drive<S: pathway_store::EventStore + Clone>(

@@ -96,6 +96,10 @@ struct RelayOptions {
     /// Bound of each stream on disk, in bytes.
     #[arg(long, default_value_t = STREAM_MAX_BYTES_DEFAULT)]
     stream_max_bytes: i64,
+    /// Copies of each stream JetStream keeps: 3 on a 3-node cluster (at most
+    /// the number of nodes, and 5).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    stream_replicas: u8,
 }
 
 pub(crate) async fn run(args: RelayArgs) -> anyhow::Result<()> {
@@ -108,13 +112,15 @@ pub(crate) async fn run(args: RelayArgs) -> anyhow::Result<()> {
         AnyStore::Embedded(store) => {
             let coordinator = FileCoordinator::new(&options.store.data_dir, &options.name);
             let relay = Relay::new(store, coordinator, client)
-                .with_stream_max_bytes(options.stream_max_bytes);
+                .with_stream_max_bytes(options.stream_max_bytes)
+                .with_stream_replicas(options.stream_replicas.into());
             drive(relay, rebuild_from).await
         }
         AnyStore::Postgres(store) => {
             let coordinator = PgCoordinator::new(store.pool().clone(), &options.name);
             let relay = Relay::new(store, coordinator, client)
-                .with_stream_max_bytes(options.stream_max_bytes);
+                .with_stream_max_bytes(options.stream_max_bytes)
+                .with_stream_replicas(options.stream_replicas.into());
             drive(relay, rebuild_from).await
         }
     }
