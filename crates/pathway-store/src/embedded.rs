@@ -54,8 +54,8 @@ use uuid::Uuid;
 use crate::chain::{Canonical, GENESIS, Verifier};
 use crate::limits::{APPEND_QUEUE_LEN_MAX, GROUP_COMMIT_EVENTS_MAX, VERIFY_BATCH_EVENTS};
 use crate::{
-    AppendResult, ChainBreak, ChainBreakKind, EventStore, ExpectedVersion, Head, NewEvent,
-    ReadFilter, RecordedEvent, StoreError, VerifyReport, validate,
+    AppendResult, EventStore, ExpectedVersion, Head, NewEvent, ReadFilter, RecordedEvent,
+    StoreError, VerifyReport, validate,
 };
 
 /// File name of the database inside the data directory.
@@ -371,68 +371,14 @@ impl EventStore for EmbeddedStore {
 
     #[tracing::instrument(skip_all, fields(from = from, to = ?to))]
     async fn verify(&self, from: u64, to: Option<u64>) -> Result<VerifyReport, StoreError> {
-        let from = from.max(1);
         let to = match to {
             Some(to) => to,
             None => self.head().await?.position,
         };
-        // Seeded by the record before the range (or the range's end when
-        // the range is empty), whose stored hash is taken as given.
-        let seed_position = (from - 1).min(to);
-        let mut verifier = if seed_position == 0 {
-            Verifier::after(0, GENESIS)
-        } else {
-            match self
-                .read_range(seed_position, seed_position, 1)
-                .await?
-                .pop()
-            {
-                Some(seed) => Verifier::after(seed.position, seed.hash),
-                None => {
-                    return Ok(VerifyReport {
-                        checked: 0,
-                        head: Head {
-                            position: 0,
-                            hash: GENESIS,
-                        },
-                        first_break: Some(ChainBreak {
-                            position: seed_position,
-                            kind: ChainBreakKind::RecordMissing,
-                        }),
-                    });
-                }
-            }
-        };
-        let mut first_break = None;
-        'batches: while verifier.last_position < to {
-            let batch = self
-                .read_range(verifier.last_position + 1, to, VERIFY_BATCH_EVENTS)
-                .await?;
-            if batch.is_empty() {
-                first_break = Some(ChainBreak {
-                    position: verifier.last_position + 1,
-                    kind: ChainBreakKind::RecordMissing,
-                });
-                break;
-            }
-            for record in &batch {
-                if let Err(chain_break) = verifier.check(record) {
-                    first_break = Some(chain_break);
-                    break 'batches;
-                }
-            }
-        }
-        if let Some(b) = &first_break {
-            tracing::warn!(position = b.position, kind = %b.kind, "hash chain broken");
-        }
-        Ok(VerifyReport {
-            checked: verifier.checked,
-            head: Head {
-                position: verifier.last_position,
-                hash: verifier.last_hash,
-            },
-            first_break,
+        crate::chain::verify_range(from, to, |first, last, max| {
+            self.read_range(first, last, max)
         })
+        .await
     }
 
     fn head_changes(&self) -> watch::Receiver<u64> {

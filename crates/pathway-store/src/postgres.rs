@@ -60,7 +60,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{NoTls, Row};
 
-use crate::chain::{GENESIS, Verifier};
+use crate::chain::GENESIS;
 use crate::{
     AppendResult, EventStore, ExpectedVersion, Head, NewEvent, ReadFilter, RecordedEvent,
     StoreError, VerifyReport, limits,
@@ -282,70 +282,14 @@ impl EventStore for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(from, to))]
     async fn verify(&self, from: u64, to: Option<u64>) -> Result<VerifyReport, StoreError> {
-        let from = from.max(1);
         let to = match to {
             Some(to) => to,
             None => self.head().await?.position,
         };
-
-        // Seed the verifier with the record before the range (or the range's
-        // end when the range is empty), whose stored hash is taken as given.
-        let seed_position = (from - 1).min(to);
-        let mut verifier = if seed_position == 0 {
-            Verifier::after(0, GENESIS)
-        } else {
-            match self
-                .read_range(seed_position, seed_position, 1)
-                .await?
-                .pop()
-            {
-                Some(seed) => Verifier::after(seed.position, seed.hash),
-                None => {
-                    return Ok(VerifyReport {
-                        checked: 0,
-                        head: Head {
-                            position: 0,
-                            hash: GENESIS,
-                        },
-                        first_break: Some(crate::ChainBreak {
-                            position: seed_position,
-                            kind: crate::ChainBreakKind::RecordMissing,
-                        }),
-                    });
-                }
-            }
-        };
-        let report = |v: &Verifier, first_break| VerifyReport {
-            checked: v.checked,
-            head: Head {
-                position: v.last_position,
-                hash: v.last_hash,
-            },
-            first_break,
-        };
-
-        while verifier.last_position < to {
-            let batch = self
-                .read_range(verifier.last_position + 1, to, limits::VERIFY_BATCH_EVENTS)
-                .await?;
-            if batch.is_empty() {
-                // Below the head (or the `to` asked for) no position may be
-                // absent: positions are dense in commit order.
-                let position = verifier.last_position + 1;
-                let kind = crate::ChainBreakKind::RecordMissing;
-                return Ok(report(
-                    &verifier,
-                    Some(crate::ChainBreak { position, kind }),
-                ));
-            }
-            for record in &batch {
-                if let Err(chain_break) = verifier.check(record) {
-                    tracing::warn!(position = chain_break.position, kind = %chain_break.kind, "chain broken");
-                    return Ok(report(&verifier, Some(chain_break)));
-                }
-            }
-        }
-        Ok(report(&verifier, None))
+        crate::chain::verify_range(from, to, |first, last, max| {
+            self.read_range(first, last, max)
+        })
+        .await
     }
 
     fn head_changes(&self) -> watch::Receiver<u64> {
