@@ -154,16 +154,20 @@ impl<S: EventStore + Clone> Engine<S> {
     }
 
     /// Loads a stream and, when `command_id` is given, the events that command
-    /// already appended to it (their envelopes name it).
+    /// already appended to it. They are recognised by id, which is derived
+    /// from the command id, the stream and the event's index
+    /// ([`event_id`]): no envelope is decoded except the first match's, for
+    /// the time the command was decided at.
     async fn load_for<A: Aggregate>(
         &self,
         stream: &str,
         command_id: Option<Uuid>,
     ) -> Result<Loaded<A>, EngineError> {
-        let command_id = command_id.map(|id| id.to_string());
         let mut state = A::default();
         let mut version = 0;
         let mut prior: Option<Prior<A>> = None;
+        // The id the command's next event would have, were it stored.
+        let mut expected = command_id.map(|c| (c, event_id(c, stream, 0)));
         loop {
             let batch = self
                 .store
@@ -173,29 +177,32 @@ impl<S: EventStore + Clone> Engine<S> {
             let n = batch.len();
             for r in &batch {
                 let event = decode(r)?;
-                if let Some(command_id) = &command_id {
-                    let env = decode_envelope(r)?;
-                    if env.command_id == *command_id {
-                        match &mut prior {
-                            Some(p) => {
-                                p.append.last_position = r.position;
-                                p.append.stream_version = r.stream_version;
-                                p.events.push(event.clone());
-                            }
-                            None => {
-                                prior = Some(Prior {
-                                    before: state.clone(),
-                                    decided_at: occurred_at(r, &env)?,
-                                    events: vec![event.clone()],
-                                    append: AppendResult {
-                                        first_position: r.position,
-                                        last_position: r.position,
-                                        stream_version: r.stream_version,
-                                    },
-                                });
-                            }
+                if let Some((command_id, id)) = expected
+                    && r.event_id == id
+                {
+                    let index = match &mut prior {
+                        Some(p) => {
+                            p.append.last_position = r.position;
+                            p.append.stream_version = r.stream_version;
+                            p.events.push(event.clone());
+                            p.events.len()
                         }
-                    }
+                        None => {
+                            let env = decode_envelope(r)?;
+                            prior = Some(Prior {
+                                before: state.clone(),
+                                decided_at: occurred_at(r, &env)?,
+                                events: vec![event.clone()],
+                                append: AppendResult {
+                                    first_position: r.position,
+                                    last_position: r.position,
+                                    stream_version: r.stream_version,
+                                },
+                            });
+                            1
+                        }
+                    };
+                    expected = Some((command_id, event_id(command_id, stream, index)));
                 }
                 state = state.evolve(&event);
                 version = r.stream_version;
