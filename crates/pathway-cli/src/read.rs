@@ -203,22 +203,11 @@ pub(crate) fn rows(
     table: &Table,
     filters: &[(&str, Value)],
 ) -> anyhow::Result<Vec<Vec<Value>>> {
-    let small = i64::from(
-        PolicyTable::builtin()
-            .at(chrono::Local::now().date_naive())
-            .small_cell_min,
-    );
-    let hidden = models::suppressed_columns(model, table.name);
+    let small = PolicyTable::builtin()
+        .at(chrono::Local::now().date_naive())
+        .small_cell_min;
     let mut rows = runtime::query(target, model, table, filters)?;
-    for row in &mut rows {
-        for (value, column) in row.iter_mut().zip(table.columns()) {
-            if hidden.contains(&column.name)
-                && matches!(value, Value::Int(n) if *n > 0 && *n < small)
-            {
-                *value = Value::Text(format!("<{small}"));
-            }
-        }
-    }
+    models::suppress_small_cells(model, table, &mut rows, small);
     Ok(rows)
 }
 

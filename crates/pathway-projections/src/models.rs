@@ -83,6 +83,32 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
     all().into_iter().find(|p| p.name() == name)
 }
 
+/// Replaces, in rows of `model`'s `table` (every column, key first), each
+/// person count of [`suppressed_columns`] above zero and below
+/// `small_cell_min` by the text `"<N"`, as every reader of the committee's
+/// model is shown it.
+pub fn suppress_small_cells(
+    model: &str,
+    table: &Table,
+    rows: &mut [Vec<Value>],
+    small_cell_min: u32,
+) {
+    let hidden = suppressed_columns(model, table.name);
+    if hidden.is_empty() {
+        return;
+    }
+    let small = i64::from(small_cell_min);
+    for row in rows {
+        for (value, column) in row.iter_mut().zip(table.columns()) {
+            if hidden.contains(&column.name)
+                && matches!(value, Value::Int(n) if *n > 0 && *n < small)
+            {
+                *value = Value::Text(format!("<{small}"));
+            }
+        }
+    }
+}
+
 /// The columns of `model`'s `table` that count persons and must be hidden
 /// when below the policy's small-cell minimum. Only the committee's
 /// aggregates are suppressed; every other model serves its own caseload.
