@@ -19,7 +19,6 @@
 
 use std::{io::Write as _, path::Path};
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{
     Signature, Signer as _, SigningKey,
@@ -29,7 +28,6 @@ use ed25519_dalek::{
     },
 };
 use pathway_domain::pb;
-use pathway_proto::Message as _;
 use pathway_store::{EventStore, ExpectedVersion, Head, NewEvent};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -273,31 +271,19 @@ pub(crate) fn audit_event(
     actor_id: &str,
 ) -> NewEvent {
     let kind = event.kind.as_ref().expect("an audit event has a kind");
-    let env = pb::EventEnvelope {
-        event_id: event_id.to_string(),
-        event_type: kind.event_type().to_owned(),
-        schema_version: pathway_proto::SCHEMA_VERSION_V1,
-        occurred_at: Some(pathway_proto::Timestamp {
-            seconds: at.timestamp(),
-            nanos: at.timestamp_subsec_nanos() as i32,
-        }),
-        correlation_id: event_id.to_string(),
-        causation_id: event_id.to_string(),
-        actor_department: pb::Department::Pathway as i32,
-        actor_region: "230000".to_owned(),
-        actor_id: actor_id.to_owned(),
-        command_id: event_id.to_string(),
-        stream_id: String::new(),
-        stream_version: 0,
-        recorded_at: None,
-    };
-    NewEvent {
+    pathway_engine::record(
         event_id,
-        event_type: kind.event_type().to_owned(),
-        schema_version: pathway_proto::SCHEMA_VERSION_V1,
-        metadata: Bytes::from(env.encode_to_vec()),
-        payload: Bytes::from(event.encode_to_vec()),
-    }
+        kind,
+        pathway_engine::Provenance {
+            occurred_at: at,
+            correlation_id: event_id.to_string(),
+            causation_id: event_id.to_string(),
+            actor_department: pb::Department::Pathway,
+            actor_region: "230000".to_owned(),
+            actor_id: actor_id.to_owned(),
+            command_id: event_id.to_string(),
+        },
+    )
 }
 
 /// A new random signing key (from the operating system's generator).

@@ -427,22 +427,52 @@ fn occurred_at(r: &RecordedEvent, env: &pb::EventEnvelope) -> Result<DateTime<Ut
 }
 
 fn envelope(event: &Event, stream: &str, index: usize, meta: &CommandMeta) -> NewEvent {
-    let event_id = event_id(meta.command_id, stream, index);
-    let ts = pathway_proto::Timestamp {
-        seconds: meta.now.timestamp(),
-        nanos: meta.now.timestamp_subsec_nanos() as i32,
-    };
+    record(
+        event_id(meta.command_id, stream, index),
+        event,
+        Provenance {
+            occurred_at: meta.now,
+            correlation_id: meta.correlation_id.to_string(),
+            causation_id: meta.causation_id.unwrap_or(meta.command_id).to_string(),
+            actor_department: meta.actor_department,
+            actor_region: meta.actor_region.clone(),
+            actor_id: meta.actor_id.clone(),
+            command_id: meta.command_id.to_string(),
+        },
+    )
+}
+
+/// Who caused an event, when and why: the envelope fields a writer chooses.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub occurred_at: DateTime<Utc>,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub actor_department: pb::Department,
+    pub actor_region: String,
+    pub actor_id: String,
+    pub command_id: String,
+}
+
+/// An event ready to append in the one envelope layout every writer uses
+/// (commands, sagas, audit): id, type and schema version from the event, the
+/// rest from `provenance`; stream, version and commit time are the store's.
+pub fn record(event_id: Uuid, event: &Event, provenance: Provenance) -> NewEvent {
+    let at = provenance.occurred_at;
     let env = pb::EventEnvelope {
         event_id: event_id.to_string(),
         event_type: event.event_type().to_owned(),
         schema_version: pathway_proto::SCHEMA_VERSION_V1,
-        occurred_at: Some(ts),
-        correlation_id: meta.correlation_id.to_string(),
-        causation_id: meta.causation_id.unwrap_or(meta.command_id).to_string(),
-        actor_department: meta.actor_department as i32,
-        actor_region: meta.actor_region.clone(),
-        actor_id: meta.actor_id.clone(),
-        command_id: meta.command_id.to_string(),
+        occurred_at: Some(pathway_proto::Timestamp {
+            seconds: at.timestamp(),
+            nanos: at.timestamp_subsec_nanos() as i32,
+        }),
+        correlation_id: provenance.correlation_id,
+        causation_id: provenance.causation_id,
+        actor_department: provenance.actor_department as i32,
+        actor_region: provenance.actor_region,
+        actor_id: provenance.actor_id,
+        command_id: provenance.command_id,
         // Assigned by the store, kept as columns beside the envelope.
         stream_id: String::new(),
         stream_version: 0,

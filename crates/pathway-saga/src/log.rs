@@ -2,11 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use pathway_domain::{Event, pb};
 use pathway_engine::{decode, decode_envelope};
-use pathway_proto::Message;
 use pathway_store::{EventStore, NewEvent, RecordedEvent};
 use uuid::Uuid;
 
@@ -195,26 +193,17 @@ pub(crate) fn new_event(
     causation: &str,
 ) -> NewEvent {
     let event_id = Uuid::new_v5(&SAGA_NAMESPACE, id_name.as_bytes());
-    let env = pb::EventEnvelope {
-        event_id: event_id.to_string(),
-        event_type: event.event_type().to_owned(),
-        schema_version: pathway_proto::SCHEMA_VERSION_V1,
-        occurred_at: Some(ts(at)),
-        correlation_id: Uuid::new_v5(&SAGA_NAMESPACE, saga_id.as_bytes()).to_string(),
-        causation_id: causation.to_owned(),
-        actor_department: pb::Department::Pathway as i32,
-        actor_region: String::new(),
-        actor_id: saga_id.to_owned(),
-        command_id: event_id.to_string(),
-        stream_id: String::new(),
-        stream_version: 0,
-        recorded_at: None,
-    };
-    NewEvent {
+    pathway_engine::record(
         event_id,
-        event_type: event.event_type().to_owned(),
-        schema_version: pathway_proto::SCHEMA_VERSION_V1,
-        metadata: Bytes::from(env.encode_to_vec()),
-        payload: Bytes::from(pb::Event { kind: Some(event) }.encode_to_vec()),
-    }
+        &event,
+        pathway_engine::Provenance {
+            occurred_at: at,
+            correlation_id: Uuid::new_v5(&SAGA_NAMESPACE, saga_id.as_bytes()).to_string(),
+            causation_id: causation.to_owned(),
+            actor_department: pb::Department::Pathway,
+            actor_region: String::new(),
+            actor_id: saga_id.to_owned(),
+            command_id: event_id.to_string(),
+        },
+    )
 }
