@@ -4,16 +4,24 @@
 //! Writes go through a single writer thread (`pathway-embedded-writer`) that
 //! owns the only write connection. Appends queue on a bounded channel
 //! ([`APPEND_QUEUE_LEN_MAX`]); the writer drains up to
-//! [`GROUP_COMMIT_EVENTS_MAX`] events and commits them in one transaction (one
-//! fsync for the group), checking each request's expected version on its own
-//! against the stream versions including earlier requests of the same group.
-//! A request that fails its checks fails alone; the rest of the group commits.
-//! Callers are answered only after the commit is durable
-//! (`journal_mode=WAL`, `synchronous=FULL`).
+//! [`GROUP_COMMIT_EVENTS_MAX`] events and commits them in one transaction,
+//! checking each request's expected version on its own against the stream
+//! versions including earlier requests of the same group. A request that
+//! fails its checks fails alone; the rest of the group commits.
+//!
+//! Callers are answered only after the commit is durable: the writer commits
+//! to the WAL (`journal_mode=WAL`) and hands the group to the syncer threads
+//! (`durable`), which fsync the WAL and only then answer and move the head,
+//! while the writer already builds the next group. Every group committed
+//! before an fsync began is durable when it ends, so one fsync serves all of
+//! them.
 //!
 //! Positions are assigned by the writer inside the write transaction, so they
 //! are dense and follow commit order; readers (read-only connections from a
-//! bounded pool, on the blocking thread pool) only ever see committed rows.
+//! bounded pool, on the blocking thread pool) only ever see committed rows,
+//! and never return one before it is durable (a read that meets a record
+//! not yet fsynced fsyncs the WAL itself). A large unfiltered `read_all`
+//! below the head runs as two queries on two connections at once.
 //!
 //! Crash safety: a torn WAL tail is rolled back by SQLite on open. On open the
 //! store additionally verifies the hash chain of the last
@@ -28,7 +36,8 @@
 //! To keep groups large under steady concurrency, the writer waits up to
 //! `GROUP_GATHER_WAIT_MAX_US` for about as many requests as the previous
 //! group had (callers answered by one group resubmit at once); a lone caller
-//! never waits.
+//! never waits, and neither does a group while an earlier one is being
+//! fsynced (its callers cannot resubmit before that fsync ends).
 //!
 //! Write volume: each group dirties about one leaf page of each index per
 //! event (stream and event id keys land at random places) and every dirty
@@ -57,6 +66,9 @@ use crate::{
     AppendResult, EventStore, ExpectedVersion, Head, NewEvent, ReadFilter, RecordedEvent,
     StoreError, VerifyReport, validate,
 };
+use durable::{Committed, Durability, Syncer};
+
+mod durable;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE_NAME: &str = "events.db";
@@ -74,6 +86,10 @@ const READER_MMAP_BYTES_MAX: u64 = 1 << 30;
 /// Stream versions the writer remembers between groups (forgotten all at
 /// once beyond this).
 const STREAM_VERSIONS_CACHED_MAX: usize = 65_536;
+/// Unfiltered reads of at least this many records (below the head) run as
+/// two queries on two reader connections at once (a catching-up subscriber
+/// decodes on both cores).
+const SPLIT_READ_EVENTS_MIN: usize = 512;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE_LEN_MAX: usize = 32;
 const WRITER_THREAD_NAME: &str = "pathway-embedded-writer";
@@ -148,6 +164,7 @@ struct Inner {
     db_path: PathBuf,
     appends: mpsc::Sender<AppendRequest>,
     head: watch::Receiver<u64>,
+    durability: Arc<Durability>,
     readers: Arc<ReaderPool>,
     _writer: WriterThread,
 }
@@ -183,9 +200,12 @@ impl EmbeddedStore {
         let (head_position, _) =
             read_head(&conn).map_err(|e| sqlite_error(&db_path, "read head", e))?;
 
+        let durability = Durability::open(&db_path, head_position)?;
         let (head_tx, head_rx) = watch::channel(head_position);
+        let syncer = Syncer::start(Arc::clone(&durability), head_tx)?;
         let (appends, requests) = mpsc::channel(APPEND_QUEUE_LEN_MAX);
         let writer_path = db_path.clone();
+        let writer_durability = Arc::clone(&durability);
         let handle = std::thread::Builder::new()
             .name(WRITER_THREAD_NAME.to_owned())
             .spawn(move || {
@@ -193,7 +213,8 @@ impl EmbeddedStore {
                     cache: WriterCache::default(),
                     conn,
                     db_path: writer_path,
-                    head: head_tx,
+                    durability: writer_durability,
+                    syncer,
                 }
                 .run(requests)
             })
@@ -209,6 +230,7 @@ impl EmbeddedStore {
                 db_path,
                 appends,
                 head: head_rx,
+                durability,
                 _writer: WriterThread(Some(handle)),
             }),
         })
@@ -243,6 +265,29 @@ impl EmbeddedStore {
         .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
     }
 
+    /// An unfiltered read of up to `max` records from `from` (at least `half`
+    /// of them committed), as two queries on two connections at once: the
+    /// first `half` positions and the rest. The second part counts only if
+    /// the first is complete, so the result is still a dense prefix.
+    async fn read_split(
+        &self,
+        from: u64,
+        half: usize,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let second_from = from.saturating_add(sql_int_u64(half));
+        let (first, second) = tokio::join!(
+            self.read_range(from, second_from - 1, half),
+            self.read_range(second_from, u64::MAX, max - half),
+        );
+        let mut events = first?;
+        if events.len() == half {
+            events.extend(second?);
+        }
+        check_dense(from, &events, &self.inner.db_path)?;
+        Ok(events)
+    }
+
     /// Records with `from <= position <= to`, at most `max`, in position order.
     async fn read_range(
         &self,
@@ -250,6 +295,7 @@ impl EmbeddedStore {
         to: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let durability = Arc::clone(&self.inner.durability);
         self.with_reader(move |conn, path| {
             let mut stmt = conn
                 .prepare_cached(&format!(
@@ -260,7 +306,7 @@ impl EmbeddedStore {
             let rows = stmt
                 .query(params![sql_int(from), sql_int(to), sql_int(max)])
                 .map_err(|e| sqlite_error(path, "read", e))?;
-            collect_events(rows, path, max)
+            durable_events(collect_events(rows, path, max)?, &durability)
         })
         .await
     }
@@ -302,6 +348,7 @@ impl EventStore for EmbeddedStore {
             return Ok(Vec::new());
         }
         let stream = stream.to_owned();
+        let durability = Arc::clone(&self.inner.durability);
         self.with_reader(move |conn, path| {
             let mut stmt = conn
                 .prepare_cached(&format!(
@@ -313,7 +360,7 @@ impl EventStore for EmbeddedStore {
             let rows = stmt
                 .query(params![stream, sql_int(from_version), sql_int(max)])
                 .map_err(|e| sqlite_error(path, "read_stream", e))?;
-            collect_events(rows, path, max)
+            durable_events(collect_events(rows, path, max)?, &durability)
         })
         .await
     }
@@ -328,12 +375,22 @@ impl EventStore for EmbeddedStore {
         if max == 0 {
             return Ok(Vec::new());
         }
+        let unfiltered = filter.event_types.is_empty() && filter.categories.is_empty();
+        let from = from_position.max(1);
+        let half = max / 2;
+        if unfiltered
+            && max >= SPLIT_READ_EVENTS_MIN
+            && *self.inner.head.borrow() >= from.saturating_add(sql_int_u64(half))
+        {
+            return self.read_split(from, half, max).await;
+        }
         let filter = filter.clone();
+        let durability = Arc::clone(&self.inner.durability);
         self.with_reader(move |conn, path| {
             let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position >= ?");
             let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
-            let from = sql_int(from_position);
-            args.push(&from);
+            let from_arg = sql_int(from);
+            args.push(&from_arg);
             push_in_list(&mut sql, &mut args, "event_type", &filter.event_types);
             push_in_list(&mut sql, &mut args, "category", &filter.categories);
             sql.push_str(" ORDER BY position LIMIT ?");
@@ -345,9 +402,9 @@ impl EventStore for EmbeddedStore {
             let rows = stmt
                 .query(args.as_slice())
                 .map_err(|e| sqlite_error(path, "read_all", e))?;
-            let events = collect_events(rows, path, max)?;
-            if filter.event_types.is_empty() && filter.categories.is_empty() {
-                check_dense(from_position.max(1), &events, path)?;
+            let events = durable_events(collect_events(rows, path, max)?, &durability)?;
+            if unfiltered {
+                check_dense(from, &events, path)?;
             }
             debug_assert!(
                 events
@@ -361,9 +418,11 @@ impl EventStore for EmbeddedStore {
 
     #[tracing::instrument(skip_all)]
     async fn head(&self) -> Result<Head, StoreError> {
-        self.with_reader(|conn, path| {
+        let durability = Arc::clone(&self.inner.durability);
+        self.with_reader(move |conn, path| {
             let (position, hash) =
                 read_head(conn).map_err(|e| sqlite_error(path, "read head", e))?;
+            durability.ensure(position)?;
             Ok(Head { position, hash })
         })
         .await
@@ -429,11 +488,16 @@ impl Drop for WriterThread {
     }
 }
 
-/// The writer thread's state: the only write connection.
+/// The writer thread's state: the only write connection, and the syncer
+/// that makes its groups durable and answers their callers.
+///
+/// Field order matters: the syncer is dropped (and joined, after answering
+/// every group handed to it) before the connection closes.
 struct Writer {
+    syncer: Syncer,
     conn: Connection,
     db_path: PathBuf,
-    head: watch::Sender<u64>,
+    durability: Arc<Durability>,
     cache: WriterCache,
 }
 
@@ -472,8 +536,9 @@ fn gather(
     true
 }
 
-/// A group's outcome per request, or an infrastructure failure of the whole group.
-type GroupOutcome = Result<Vec<Result<AppendResult, StoreError>>, StoreError>;
+/// A group's head position and outcome per request, or an infrastructure
+/// failure of the whole group.
+type GroupOutcome = Result<(u64, Vec<Result<AppendResult, StoreError>>), StoreError>;
 
 impl Writer {
     fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
@@ -497,7 +562,9 @@ impl Writer {
             let mut deadline = None;
             loop {
                 let full = gather(&mut requests, &mut group, &mut group_events, &mut carried);
-                if full || group.len() >= previous_group_requests {
+                // While a group waits for its fsync, its callers cannot
+                // submit again: commit what is here, beside that fsync.
+                if full || group.len() >= previous_group_requests || self.durability.syncing() {
                     break;
                 }
                 let deadline = *deadline.get_or_insert_with(|| Instant::now() + gather_wait);
@@ -507,7 +574,11 @@ impl Writer {
                 std::thread::yield_now();
             }
             previous_group_requests = group.len();
-            let outcome = self.commit_group(&group, group_events);
+            let outcome = if self.durability.failed() {
+                Err(self.durability.failed_error())
+            } else {
+                self.commit_group(&group, group_events)
+            };
             self.reply(&mut group, outcome);
         }
         tracing::debug!("embedded writer stopped");
@@ -533,8 +604,8 @@ impl Writer {
         let Writer {
             conn,
             db_path: path,
-            head,
             cache,
+            ..
         } = self;
         let path = &*path;
         let tx = conn
@@ -571,21 +642,18 @@ impl Writer {
         }
         tx.commit().map_err(|e| sqlite_error(path, "commit", e))?;
         cache.head = Some((position, prev_hash));
-        head.send_if_modified(|head| {
-            let moved = *head != position;
-            *head = position;
-            moved
-        });
-        Ok(outcomes)
+        Ok((position, outcomes))
     }
 
     fn reply(&self, group: &mut Vec<AppendRequest>, outcome: GroupOutcome) {
         match outcome {
-            Ok(outcomes) => {
-                for (request, outcome) in group.drain(..).zip(outcomes) {
-                    // A caller that went away no longer needs the answer.
-                    let _ = request.reply.send(outcome);
-                }
+            Ok((position, outcomes)) => {
+                let replies = group
+                    .drain(..)
+                    .zip(outcomes)
+                    .map(|(request, outcome)| (request.reply, outcome))
+                    .collect();
+                self.syncer.submit(Committed { position, replies });
             }
             Err(error) => {
                 tracing::error!(%error, requests = group.len(), "group commit failed");
@@ -817,6 +885,18 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// `events` (in position order) once the last of them is durable: a record
+/// committed but not yet fsynced is never handed out.
+fn durable_events(
+    events: Vec<RecordedEvent>,
+    durability: &Durability,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    if let Some(last) = events.last() {
+        durability.ensure(last.position)?;
+    }
+    Ok(events)
+}
+
 /// Decodes up to `max` rows of [`EVENT_COLUMNS`].
 fn collect_events(
     mut rows: rusqlite::Rows<'_>,
@@ -915,8 +995,11 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             path.display()
         )));
     }
-    // fsync the WAL on every commit: an acknowledged append survives power loss.
-    conn.pragma_update(None, "synchronous", "FULL")
+    // A commit writes the WAL without an fsync; the syncer fsyncs it before
+    // any caller is answered (see `durable`), so an acknowledged append
+    // survives power loss as with `FULL`. Checkpoints still fsync the WAL
+    // before copying it and the database file after.
+    conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(err)?;
     let page_bytes: i64 = conn
         .pragma_query_value(None, "page_size", |row| row.get(0))
@@ -1017,6 +1100,11 @@ fn read_head(conn: &Connection) -> rusqlite::Result<(u64, [u8; 32])> {
 /// only occur as open-ended bounds).
 fn sql_int<T: TryInto<i64>>(value: T) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
+}
+
+/// A count as a position offset.
+fn sql_int_u64(value: usize) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
 }
 
 /// A stored non-negative integer (positions, versions); negative reads as 0,
