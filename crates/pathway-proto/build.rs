@@ -1,6 +1,7 @@
 //! Compiles `proto/` with a pure-Rust protobuf compiler (protox), so a bare
 //! machine with only cargo can build Pathway, and generates `Event::event_type`
 //! from the `Event.kind` oneof so the name table can never drift from the schema.
+//! With feature `grpc`, also the gRPC API of `proto/pathway/api/v1`.
 
 use std::{env, fmt::Write as _, fs, path::PathBuf};
 
@@ -54,6 +55,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.compile_fds(fds)?;
 
     compile_published(&root, &out)?;
+    if env::var_os("CARGO_FEATURE_GRPC").is_some() {
+        compile_api(&root)?;
+    }
+    Ok(())
+}
+
+/// The gRPC API (`pathway.api.v1`, feature `grpc`): messages with prost and
+/// the `Pathway` service's server and client with tonic, from the same
+/// protox descriptor set, so no `protoc` is needed.
+#[cfg(feature = "grpc")]
+fn compile_api(root: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let mut files = Vec::new();
+    let dir = root.join("pathway/api/v1");
+    for entry in fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "proto") {
+            println!("cargo:rerun-if-changed={}", path.display());
+            files.push(path);
+        }
+    }
+    files.sort();
+    let fds = protox::compile(&files, [root])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}
+
+#[cfg(not(feature = "grpc"))]
+fn compile_api(_root: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 

@@ -280,12 +280,26 @@ pub struct History {
 
 /// The history of `subject` as read by `auditor` at `now`: see the module
 /// docs for which events and how personal fields are shown.
-#[tracing::instrument(skip_all)]
 pub async fn history<S: EventStore>(
     store: &S,
     subject: &Subject,
     auditor: Option<&str>,
     now: DateTime<Utc>,
+) -> Result<History, AuditError> {
+    history_with_keys(store, subject, auditor, now, None).await
+}
+
+/// [`history`], with personal fields opened by `keyring` first: a warranted
+/// read shows them in clear, others pseudonymised by their clear value, and
+/// fields whose key was destroyed show as `[personal, erased]`. Without a
+/// keyring, sealed fields show as `[personal, sealed]`.
+#[tracing::instrument(skip_all)]
+pub async fn history_with_keys<S: EventStore>(
+    store: &S,
+    subject: &Subject,
+    auditor: Option<&str>,
+    now: DateTime<Utc>,
+    keyring: Option<&pathway_engine::Keyring>,
 ) -> Result<History, AuditError> {
     check_id("subject reference", &subject.reference)?;
     let pool = descriptor_pool()?;
@@ -334,6 +348,14 @@ pub async fn history<S: EventStore>(
             }
         }
     }
+    if let Some(keyring) = keyring {
+        open_matched(&mut matched, &event_desc, keyring).await?;
+    }
+    let still_sealed = if keyring.is_some() {
+        "[personal, erased]"
+    } else {
+        "[personal, sealed]"
+    };
     let mut key = [0u8; 32];
     getrandom::fill(&mut key)
         .map_err(|e| AuditError::Invalid(format!("no randomness for pseudonyms: {e}")))?;
@@ -341,9 +363,9 @@ pub async fn history<S: EventStore>(
     let entries = matched
         .into_iter()
         .map(|(r, mut message)| {
-            if !clear {
-                pseudonymise(&mut message, &key);
-            }
+            // In clear, only the values that cannot be opened are replaced.
+            let key = (!clear).then_some(&key);
+            pseudonymise(&mut message, key, still_sealed);
             entry(&r, &message)
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -451,8 +473,40 @@ fn names(message: &DynamicMessage, subject: &Subject) -> bool {
     })
 }
 
-/// Replaces every `Personal` value in `message` with its pseudonym.
-fn pseudonymise(message: &mut DynamicMessage, key: &[u8; 32]) {
+/// Opens the sealed personal fields of the matched events.
+async fn open_matched(
+    matched: &mut [(RecordedEvent, DynamicMessage)],
+    event_desc: &prost_reflect::MessageDescriptor,
+    keyring: &pathway_engine::Keyring,
+) -> Result<(), AuditError> {
+    let decode_err = |position: u64, detail: String| AuditError::Decode { position, detail };
+    let mut kinds = Vec::with_capacity(matched.len());
+    for (r, _) in matched.iter() {
+        let event = pb::Event::decode(r.payload.as_ref())
+            .map_err(|e| decode_err(r.position, e.to_string()))?;
+        kinds.push(event.kind);
+    }
+    keyring
+        .open_all(
+            matched
+                .iter()
+                .zip(kinds.iter_mut())
+                .filter_map(|((r, _), k)| k.as_mut().map(|k| (r.event_id, k))),
+        )
+        .await
+        .map_err(|e| AuditError::Invalid(format!("opening personal fields: {e}")))?;
+    for ((r, message), kind) in matched.iter_mut().zip(kinds) {
+        let bytes = pb::Event { kind }.encode_to_vec();
+        *message = DynamicMessage::decode(event_desc.clone(), bytes.as_slice())
+            .map_err(|e| decode_err(r.position, e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Replaces every `Personal` value in `message` with its pseudonym (with
+/// `key`) or leaves it in clear (without); values still sealed are shown as
+/// `still_sealed`.
+fn pseudonymise(message: &mut DynamicMessage, key: Option<&[u8; 32]>, still_sealed: &str) {
     let fields: Vec<_> = message
         .descriptor()
         .fields()
@@ -464,11 +518,11 @@ fn pseudonymise(message: &mut DynamicMessage, key: &[u8; 32]) {
         }
         let value = message.get_field_mut(&field);
         match value {
-            Value::Message(m) => visit(m, key),
+            Value::Message(m) => visit(m, key, still_sealed),
             Value::List(items) => {
                 for item in items {
                     if let Value::Message(m) = item {
-                        visit(m, key);
+                        visit(m, key, still_sealed);
                     }
                 }
             }
@@ -477,9 +531,9 @@ fn pseudonymise(message: &mut DynamicMessage, key: &[u8; 32]) {
     }
 }
 
-fn visit(message: &mut DynamicMessage, key: &[u8; 32]) {
+fn visit(message: &mut DynamicMessage, key: Option<&[u8; 32]>, still_sealed: &str) {
     if message.descriptor().full_name() != PERSONAL_MESSAGE {
-        pseudonymise(message, key);
+        pseudonymise(message, key, still_sealed);
         return;
     }
     let Ok(personal) = message.transcode_to::<pb::Personal>() else {
@@ -487,8 +541,11 @@ fn visit(message: &mut DynamicMessage, key: &[u8; 32]) {
     };
     let shown = match personal.value {
         None => return,
-        Some(pb::personal::Value::Sealed(_)) => "[personal, sealed]".to_owned(),
+        Some(pb::personal::Value::Sealed(_)) => still_sealed.to_owned(),
         Some(value) => {
+            let Some(key) = key else {
+                return;
+            };
             let mut h = Sha256::new();
             h.update(key);
             match value {

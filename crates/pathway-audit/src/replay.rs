@@ -249,13 +249,30 @@ pub async fn replay<S: EventStore + Clone>(
     clock: Clock,
     scratch: &Path,
 ) -> Result<Replayed, AuditError> {
+    replay_with_keys(store, model, as_of, clock, scratch, None).await
+}
+
+/// [`replay`], with personal fields opened by `keyring` as the live models
+/// open them (fields of persons erased since read as erased).
+pub async fn replay_with_keys<S: EventStore + Clone>(
+    store: &S,
+    model: &str,
+    as_of: DateTime<Utc>,
+    clock: Clock,
+    scratch: &Path,
+    keyring: Option<&pathway_engine::Keyring>,
+) -> Result<Replayed, AuditError> {
     let projection = models::by_name(model)
         .ok_or_else(|| pathway_projections::ProjectionError::UnknownModel(model.to_owned()))?;
     let selected = AsOf::new(store.clone(), as_of, clock).await?;
     let target = ReadStore::Sqlite {
         dir: scratch.to_path_buf(),
     };
-    runtime::catch_up(&selected, &target, projection.clone()).await?;
+    let options = runtime::ProjectorOptions {
+        keyring: keyring.cloned(),
+        ..runtime::ProjectorOptions::default()
+    };
+    runtime::catch_up_with(&selected, &target, projection.clone(), &options).await?;
     let tables = read_tables(&target, projection.name(), projection.tables()).await?;
     Ok(Replayed {
         model: projection.name(),

@@ -33,3 +33,31 @@ mod views_pb;
 /// The NATS client this crate is built on, for binaries that connect.
 pub use async_nats;
 pub use error::BusError;
+
+/// Longest wait for one connection attempt to NATS.
+pub const NATS_CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// Connects to NATS at `url` (with `user` and `password` when both are
+/// given, and a custom inbox prefix for readers), retrying in the
+/// background while the server is down: a client waiting for its first
+/// connection still accepts work.
+pub async fn connect(
+    url: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+    inbox_prefix: Option<&str>,
+) -> Result<async_nats::Client, BusError> {
+    let mut options = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connection_timeout(std::time::Duration::from_millis(NATS_CONNECT_TIMEOUT_MS));
+    if let (Some(user), Some(password)) = (user, password) {
+        options = options.user_and_password(user.to_owned(), password.to_owned());
+    }
+    if let Some(prefix) = inbox_prefix {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    options
+        .connect(url)
+        .await
+        .map_err(|e| BusError::nats("connect", e))
+}

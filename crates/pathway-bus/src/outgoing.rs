@@ -22,14 +22,53 @@ pub struct Outgoing {
     pub payload: Bytes,
 }
 
-/// Every message `record` is published as, in [`Department::ALL`] order.
+/// Every message `record` is published as, in [`Department::ALL`] order,
+/// with personal fields as stored (sealed, unless the log holds them in
+/// clear). See [`outgoing_opened`] for the form departments read.
 pub fn outgoing(record: &RecordedEvent) -> Result<Vec<Outgoing>, BusError> {
-    let decode_err = |e: pathway_engine::EngineError| BusError::Decode {
+    let event = pathway_engine::decode(record).map_err(|e| decode_err(record, e))?;
+    outgoing_event(record, &event)
+}
+
+/// The messages of each record, its personal fields opened with `keyring`
+/// first (fields of erased persons stay out of every view).
+pub async fn outgoing_opened(
+    records: &[RecordedEvent],
+    keyring: Option<&pathway_engine::Keyring>,
+) -> Result<Vec<Vec<Outgoing>>, BusError> {
+    let mut events = Vec::with_capacity(records.len());
+    for r in records {
+        events.push(pathway_engine::decode(r).map_err(|e| decode_err(r, e))?);
+    }
+    if let Some(keyring) = keyring {
+        keyring
+            .open_all(records.iter().map(|r| r.event_id).zip(events.iter_mut()))
+            .await
+            .map_err(|e| BusError::Decode {
+                position: records.first().map_or(0, |r| r.position),
+                detail: format!("opening personal fields: {e}"),
+            })?;
+    }
+    records
+        .iter()
+        .zip(&events)
+        .map(|(r, e)| outgoing_event(r, e))
+        .collect()
+}
+
+fn decode_err(record: &RecordedEvent, e: pathway_engine::EngineError) -> BusError {
+    BusError::Decode {
         position: record.position,
         detail: e.to_string(),
-    };
-    let event = pathway_engine::decode(record).map_err(decode_err)?;
-    let envelope = pathway_engine::decode_envelope(record).map_err(decode_err)?;
+    }
+}
+
+/// The messages of `record`, decoded as `event`.
+pub fn outgoing_event(
+    record: &RecordedEvent,
+    event: &pathway_domain::Event,
+) -> Result<Vec<Outgoing>, BusError> {
+    let envelope = pathway_engine::decode_envelope(record).map_err(|e| decode_err(record, e))?;
     let event_id = record.event_id.to_string();
     let event_type = record.event_type.clone();
     let position = record.position;
@@ -43,7 +82,7 @@ pub fn outgoing(record: &RecordedEvent) -> Result<Vec<Outgoing>, BusError> {
             payload: Bytes::from(payload),
         });
     };
-    if let Some(v) = views::dpf(&event) {
+    if let Some(v) = views::dpf(event) {
         push(
             Department::Dpf,
             pb::DpfEvent {
@@ -56,7 +95,7 @@ pub fn outgoing(record: &RecordedEvent) -> Result<Vec<Outgoing>, BusError> {
             .encode_to_vec(),
         );
     }
-    if let Some(v) = views::hrss(&event) {
+    if let Some(v) = views::hrss(event) {
         push(
             Department::Hrss,
             pb::HrssEvent {
@@ -69,7 +108,7 @@ pub fn outgoing(record: &RecordedEvent) -> Result<Vec<Outgoing>, BusError> {
             .encode_to_vec(),
         );
     }
-    if let Some(v) = views::civil_affairs(&event) {
+    if let Some(v) = views::civil_affairs(event) {
         push(
             Department::CivilAffairs,
             pb::CivilAffairsEvent {
@@ -82,7 +121,7 @@ pub fn outgoing(record: &RecordedEvent) -> Result<Vec<Outgoing>, BusError> {
             .encode_to_vec(),
         );
     }
-    if let Some(v) = views::education(&event) {
+    if let Some(v) = views::education(event) {
         push(
             Department::Education,
             pb::EducationEvent {
@@ -95,7 +134,7 @@ pub fn outgoing(record: &RecordedEvent) -> Result<Vec<Outgoing>, BusError> {
             .encode_to_vec(),
         );
     }
-    if let Some(v) = views::sasac(&event) {
+    if let Some(v) = views::sasac(event) {
         push(
             Department::Sasac,
             pb::SasacEvent {
@@ -108,7 +147,7 @@ pub fn outgoing(record: &RecordedEvent) -> Result<Vec<Outgoing>, BusError> {
             .encode_to_vec(),
         );
     }
-    if let Some(v) = views::committee(&event) {
+    if let Some(v) = views::committee(event) {
         push(
             Department::Committee,
             pb::CommitteeEvent {

@@ -34,7 +34,7 @@ use crate::limits::{
     RELAY_ACK_TIMEOUT_MS, RELAY_ACKS_INFLIGHT_MAX, RELAY_BATCH_EVENTS_MAX, RELAY_RETRY_BACKOFF_MS,
     STREAM_DUPLICATE_WINDOW_S, STREAM_MAX_AGE_DAYS, STREAM_MAX_BYTES_DEFAULT,
 };
-use crate::outgoing::outgoing;
+use crate::outgoing::outgoing_opened;
 use crate::subjects::Department;
 
 /// Copies of each stream unless configured (a single server).
@@ -148,6 +148,7 @@ pub struct Relay<S, C> {
     batch_events_max: usize,
     stream_max_bytes: i64,
     stream_replicas: usize,
+    keyring: Option<pathway_engine::Keyring>,
 }
 
 impl<S, C> std::fmt::Debug for Relay<S, C> {
@@ -168,7 +169,15 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
             batch_events_max: RELAY_BATCH_EVENTS_MAX,
             stream_max_bytes: STREAM_MAX_BYTES_DEFAULT,
             stream_replicas: STREAM_REPLICAS_DEFAULT,
+            keyring: None,
         }
+    }
+
+    /// Opens personal fields with `keyring` before the department views are
+    /// made, so each department sees the values it is entitled to.
+    pub fn with_keyring(mut self, keyring: pathway_engine::Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
     }
 
     /// Bounds each stream to `bytes` on disk.
@@ -224,6 +233,32 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
         }
     }
 
+    /// [`Relay::run`] until `shutdown` turns true (or its sender is
+    /// dropped), then returns `Ok` and drops the relay, releasing the lead.
+    /// A batch cut off mid-publish is safe: its checkpoint was not written,
+    /// and the next leader skips what the streams already hold.
+    pub async fn run_until(
+        self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), BusError> {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        tokio::select! {
+            result = self.run() => result,
+            _ = async {
+                while shutdown.changed().await.is_ok() {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+            } => {
+                tracing::info!("relay stopped");
+                Ok(())
+            }
+        }
+    }
+
     async fn cycle(&mut self) -> Result<(), BusError> {
         ensure_streams(&self.js, self.stream_max_bytes, self.stream_replicas).await?;
         let mut tails = BTreeMap::new();
@@ -258,8 +293,9 @@ impl<S: EventStore + Clone, C: Coordinator> Relay<S, C> {
                 }
             }
             let mut acks = Vec::with_capacity(batch.len() * 2);
-            for record in &batch {
-                for m in outgoing(record)? {
+            let messages = outgoing_opened(&batch, self.keyring.as_ref()).await?;
+            for (record, messages) in batch.iter().zip(messages) {
+                for m in messages {
                     let tail = tails
                         .get_mut(&m.department)
                         .expect("every department has a tail");

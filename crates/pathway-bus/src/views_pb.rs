@@ -582,6 +582,7 @@ pub(crate) fn civil_affairs(v: &views::CivilAffairsView) -> pb::CivilAffairsView
         }
         views::CivilAffairsView::Placed(x) => Kind::Placed(ca_placement(x)),
         views::CivilAffairsView::PlacementEnded(x) => Kind::PlacementEnded(placement_ended(x)),
+        views::CivilAffairsView::Erased(x) => Kind::Erased(person_only(x)),
     };
     pb::CivilAffairsView { kind: Some(kind) }
 }

@@ -391,9 +391,16 @@ async fn show_history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let subject = args.subject.subject();
     let now = chrono::Utc::now();
     let auditor = args.auditor.as_deref();
-    let h = match args.store.open().await? {
-        AnyStore::Embedded(s) => history::history(&s, &subject, auditor, now).await?,
-        AnyStore::Postgres(s) => history::history(&s, &subject, auditor, now).await?,
+    let store = args.store.open().await?;
+    let keyring = args.store.keyring(&store).await?;
+    let keys = Some(&keyring);
+    let h = match store {
+        AnyStore::Embedded(s) => {
+            history::history_with_keys(&s, &subject, auditor, now, keys).await?
+        }
+        AnyStore::Postgres(s) => {
+            history::history_with_keys(&s, &subject, auditor, now, keys).await?
+        }
     };
     let shown = match (&h.warrant, h.access_position) {
         (Some(w), Some(at)) => format!(
@@ -656,9 +663,16 @@ pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         Clock::Business
     };
-    let replayed = match args.store.open().await? {
-        AnyStore::Embedded(s) => replay::replay(&s, &args.model, as_of, clock, &scratch).await?,
-        AnyStore::Postgres(s) => replay::replay(&s, &args.model, as_of, clock, &scratch).await?,
+    let store = args.store.open().await?;
+    let keyring = args.store.keyring(&store).await?;
+    let keys = Some(&keyring);
+    let replayed = match store {
+        AnyStore::Embedded(s) => {
+            replay::replay_with_keys(&s, &args.model, as_of, clock, &scratch, keys).await?
+        }
+        AnyStore::Postgres(s) => {
+            replay::replay_with_keys(&s, &args.model, as_of, clock, &scratch, keys).await?
+        }
     };
     let policy = pathway_domain::policy::PolicyTable::builtin().at(args.as_of.date_naive());
     let small = i64::from(policy.small_cell_min);

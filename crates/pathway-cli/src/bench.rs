@@ -7,6 +7,9 @@ use serde::Serialize;
 
 use crate::store::{AnyStore, StoreArgs};
 
+#[path = "bench_e2e.rs"]
+pub(crate) mod e2e;
+
 /// Most rows timed by the COPY baseline (its rate does not depend on the count).
 const COPY_BASELINE_EVENTS_MAX: usize = 200_000;
 
@@ -50,6 +53,9 @@ pub(crate) enum BenchCommand {
     Append(BenchArgs),
     /// Append events (untimed), then time reading the whole log with read_all.
     Read(BenchArgs),
+    /// Drive a running `pathway serve` over HTTP with the simulator's commands
+    /// from concurrent clients; report commands/s, latency and outcomes.
+    E2e(e2e::E2eArgs),
 }
 
 #[derive(Serialize)]
@@ -69,6 +75,7 @@ pub(crate) async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     let (name, args) = match cmd {
         BenchCommand::Append(a) => ("append", a),
         BenchCommand::Read(a) => ("read", a),
+        BenchCommand::E2e(a) => return e2e::run(a).await,
     };
     anyhow::ensure!(args.writers > 0, "--writers must be at least 1");
     anyhow::ensure!(args.events > 0, "--events must be at least 1");

@@ -15,7 +15,7 @@ use std::{
 use anyhow::Context as _;
 use chrono::NaiveDate;
 use pathway_domain::{policy::PolicyTable, validate::CITIES};
-use pathway_engine::Engine;
+use pathway_engine::{Engine, Keyring};
 use pathway_projections::{
     Value, models,
     runtime::{self, ReadStore},
@@ -52,6 +52,10 @@ pub(crate) struct DemoArgs {
     /// directory removed at the end).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// File holding the master key that wraps personal-data keys (default:
+    /// PATHWAY_MASTER_KEY if set, else DATA_DIR/master.key, created).
+    #[arg(long, env = "PATHWAY_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -63,6 +67,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .data_dir
             .clone()
             .unwrap_or_else(|| scratch.path().join("store")),
+        master_key_file: args.master_key_file.clone(),
     };
     let where_ = match &location.database_url {
         Some(url) => format!("PostgreSQL at {}", crate::store::redact(url)),
@@ -79,16 +84,17 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let store = location.open().await?;
+    let keyring = location.keyring(&store).await?;
     let (stats, events) = match &store {
-        AnyStore::Embedded(s) => simulate(s.clone(), &cfg).await?,
-        AnyStore::Postgres(s) => simulate(s.clone(), &cfg).await?,
+        AnyStore::Embedded(s) => simulate(s.clone(), keyring.clone(), &cfg).await?,
+        AnyStore::Postgres(s) => simulate(s.clone(), keyring.clone(), &cfg).await?,
     };
     let elapsed = started.elapsed().as_secs_f64();
     print_summary(&stats, events, elapsed);
 
     let target = location.read_store();
     let projected = Instant::now();
-    read::catch_up_all(&store, &target).await?;
+    read::catch_up_all(&store, &target, keyring).await?;
     let head = match &store {
         AnyStore::Embedded(s) => s.head().await?.position,
         AnyStore::Postgres(s) => s.head().await?.position,
@@ -120,10 +126,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 /// Runs the simulator; returns its tally and the events it appended.
 async fn simulate<S: EventStore + Clone>(
     store: S,
+    keyring: Keyring,
     cfg: &SimConfig,
 ) -> anyhow::Result<(SimStats, u64)> {
     let first = store.head().await?.position;
-    let engine = Engine::new(store.clone());
+    let engine = Engine::new(store.clone()).with_keyring(keyring);
     // On a terminal, one line updated in place; otherwise a line per 10%.
     let tty = std::io::stderr().is_terminal();
     let step = (cfg.persons / if tty { 100 } else { 10 }).max(1);

@@ -130,9 +130,15 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let tally = if args.dry_run {
         check(&mut *input).await?
     } else {
-        match args.store.open().await? {
-            AnyStore::Embedded(s) => import(&Engine::new(s), &mut *input).await?,
-            AnyStore::Postgres(s) => import(&Engine::new(s), &mut *input).await?,
+        let store = args.store.open().await?;
+        let keyring = args.store.keyring(&store).await?;
+        match store {
+            AnyStore::Embedded(s) => {
+                import(&Engine::new(s).with_keyring(keyring), &mut *input).await?
+            }
+            AnyStore::Postgres(s) => {
+                import(&Engine::new(s).with_keyring(keyring), &mut *input).await?
+            }
         }
     };
     if args.dry_run {

@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod exchange;
 mod import;
+mod keys;
 mod read;
 mod relay;
 mod saga;
@@ -78,6 +79,12 @@ enum Command {
     PhaseOuts(read::PhaseOutsArgs),
     /// Serve the department API (commands, read models, health, metrics), or issue a token.
     Serve(serve::ServeArgs),
+    /// Erase a person's personal data: record the erasure and destroy their
+    /// data key, so every sealed field reads as erased from then on.
+    Erase(keys::EraseArgs),
+    /// Personal-data keys: generate a master key, rotate the master key.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Exit status of a process whose reader went away (128 + SIGPIPE), as shells
@@ -115,6 +122,8 @@ fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             .block_on(demo::run(args))
             .map(|()| ExitCode::SUCCESS),
         Command::Import(args) => runtime()?.block_on(import::run(args)),
+        Command::Erase(args) => runtime()?.block_on(keys::erase(args)),
+        Command::Keys(cmd) => runtime()?.block_on(keys::keys(cmd)),
         Command::Projections(cmd) => runtime()?
             .block_on(read::projections(cmd))
             .map(|()| ExitCode::SUCCESS),

@@ -9,9 +9,10 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use anyhow::Context as _;
 use pathway_domain::{policy::PolicyTable, validate::CITIES};
+use pathway_engine::Keyring;
 use pathway_projections::{
     Projection, Table, Value, models,
-    runtime::{self, ReadStore},
+    runtime::{self, ProjectorOptions, ReadStore},
 };
 use pathway_store::EventStore;
 use serde_json::json;
@@ -51,13 +52,14 @@ pub(crate) enum ProjectionsCommand {
         #[arg(long)]
         follow: bool,
     },
-    /// Rebuild a read model from position 1 into fresh tables and swap them in
-    /// atomically; the old model keeps serving until the swap.
+    /// Rebuild read models (all, or the named ones) from position 1 into
+    /// fresh tables and swap each in atomically; the old models keep serving
+    /// until the swap. The log is read and decoded once for all of them.
     Rebuild {
         #[command(flatten)]
         store: StoreArgs,
-        /// dpf, hrss, civil_affairs, education, sasac or committee.
-        model: String,
+        /// dpf, hrss, civil_affairs, education, sasac or committee (default: all six).
+        models: Vec<String>,
     },
     /// Checkpoint and lag of every read model.
     Status {
@@ -87,20 +89,39 @@ pub(crate) async fn projections(cmd: ProjectionsCommand) -> anyhow::Result<()> {
         } => {
             let projections = chosen(&models)?;
             let target = store.read_store();
-            match store.open().await? {
-                AnyStore::Embedded(s) => run(s, target, projections, follow).await,
-                AnyStore::Postgres(s) => run(s, target, projections, follow).await,
+            let opened = store.open().await?;
+            let options = options(store.keyring(&opened).await?);
+            match opened {
+                AnyStore::Embedded(s) => run(s, target, projections, follow, options).await,
+                AnyStore::Postgres(s) => run(s, target, projections, follow, options).await,
             }
         }
-        ProjectionsCommand::Rebuild { store, model: name } => {
-            let projection = model(&name)?;
+        ProjectionsCommand::Rebuild { store, models } => {
+            let projections = chosen(&models)?;
             let target = store.read_store();
-            eprintln!("rebuilding {name} from position 1 …");
-            let checkpoint = match store.open().await? {
-                AnyStore::Embedded(s) => runtime::rebuild(&s, &target, projection).await?,
-                AnyStore::Postgres(s) => runtime::rebuild(&s, &target, projection).await?,
+            let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+            eprintln!("rebuilding {} from position 1 …", names.join(", "));
+            let started = std::time::Instant::now();
+            let opened = store.open().await?;
+            let options = options(store.keyring(&opened).await?);
+            let checkpoints = match opened {
+                AnyStore::Embedded(s) => {
+                    runtime::rebuild_many_with(&s, &target, &projections, &options).await?
+                }
+                AnyStore::Postgres(s) => {
+                    runtime::rebuild_many_with(&s, &target, &projections, &options).await?
+                }
             };
-            println!("{name}: rebuilt to position {checkpoint} and swapped in");
+            let seconds = started.elapsed().as_secs_f64();
+            for (name, checkpoint) in names.iter().zip(&checkpoints) {
+                println!("{name}: rebuilt to position {checkpoint} and swapped in");
+            }
+            let head = checkpoints.iter().copied().max().unwrap_or(0);
+            println!(
+                "rebuilt {} model(s) over {head} events in {seconds:.2} s ({:.0} events/s)",
+                checkpoints.len(),
+                head as f64 / seconds.max(1e-9)
+            );
             Ok(())
         }
         ProjectionsCommand::Status { store } => {
@@ -134,10 +155,11 @@ async fn run<S: EventStore + Clone>(
     target: ReadStore,
     projections: Vec<Arc<dyn Projection>>,
     follow: bool,
+    options: ProjectorOptions,
 ) -> anyhow::Result<()> {
     if !follow {
         for p in projections {
-            let checkpoint = runtime::catch_up(&store, &target, p.clone()).await?;
+            let checkpoint = runtime::catch_up_with(&store, &target, p.clone(), &options).await?;
             println!("{}: caught up to position {checkpoint}", p.name());
         }
         return Ok(());
@@ -146,12 +168,14 @@ async fn run<S: EventStore + Clone>(
     let mut tasks = tokio::task::JoinSet::new();
     for p in projections {
         let (store, target, shutdown) = (store.clone(), target.clone(), shutdown.clone());
-        tasks.spawn(async move { runtime::follow(&store, &target, p, shutdown).await });
+        let options = options.clone();
+        tasks.spawn(
+            async move { runtime::follow_with(&store, &target, p, shutdown, &options).await },
+        );
     }
-    eprintln!("following the log; Ctrl-C to stop");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    eprintln!("following the log; Ctrl-C or SIGTERM to stop");
+    // SIGTERM too: systemd and Kubernetes stop a service with it.
+    pathway_server::shutdown_signal().await;
     stop.send(true).ok();
     while let Some(done) = tasks.join_next().await {
         done.context("projector task")??;
@@ -159,14 +183,32 @@ async fn run<S: EventStore + Clone>(
     Ok(())
 }
 
-/// Brings every model up to the head (used before reading).
-pub(crate) async fn catch_up_all(store: &AnyStore, target: &ReadStore) -> anyhow::Result<()> {
+/// Brings every model up to the head (used before reading), opening
+/// personal fields with `keyring`.
+pub(crate) async fn catch_up_all(
+    store: &AnyStore,
+    target: &ReadStore,
+    keyring: Keyring,
+) -> anyhow::Result<()> {
     let projections = models::all();
+    let options = options(keyring);
     match store {
-        AnyStore::Embedded(s) => runtime::catch_up_many(s, target, &projections).await?,
-        AnyStore::Postgres(s) => runtime::catch_up_many(s, target, &projections).await?,
+        AnyStore::Embedded(s) => {
+            runtime::catch_up_many_with(s, target, &projections, &options).await?
+        }
+        AnyStore::Postgres(s) => {
+            runtime::catch_up_many_with(s, target, &projections, &options).await?
+        }
     };
     Ok(())
+}
+
+/// Projector options that open personal fields with `keyring`.
+fn options(keyring: Keyring) -> ProjectorOptions {
+    ProjectorOptions {
+        keyring: Some(keyring),
+        ..ProjectorOptions::default()
+    }
 }
 
 /// `pathway query`.
@@ -232,7 +274,8 @@ pub(crate) async fn query(args: QueryArgs) -> anyhow::Result<()> {
     let target = args.store.read_store();
     if !args.no_catch_up {
         let store = args.store.open().await?;
-        catch_up_all(&store, &target).await?;
+        let keyring = args.store.keyring(&store).await?;
+        catch_up_all(&store, &target, keyring).await?;
     }
     let mut out = serde_json::Map::new();
     for table in tables {
@@ -422,7 +465,8 @@ pub(crate) async fn report(args: ReportArgs) -> anyhow::Result<std::process::Exi
     );
     let target = args.store.read_store();
     let store = args.store.open().await?;
-    catch_up_all(&store, &target).await?;
+    let keyring = args.store.keyring(&store).await?;
+    catch_up_all(&store, &target, keyring).await?;
     let lines = report_lines(&target, year)?;
     let small = i64::from(policy.small_cell_min);
     let to_date: i64 = lines.iter().map(|l| l.new_employment_to_date).sum();
@@ -648,7 +692,8 @@ pub(crate) async fn phase_outs(args: PhaseOutsArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| chrono::Utc::now().with_timezone(&cst).date_naive());
     let target = args.store.read_store();
     let store = args.store.open().await?;
-    catch_up_all(&store, &target).await?;
+    let keyring = args.store.keyring(&store).await?;
+    catch_up_all(&store, &target, keyring).await?;
     let projection = model("civil_affairs")?;
     let table = projection
         .tables()

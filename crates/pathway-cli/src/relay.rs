@@ -6,8 +6,6 @@
 //! `relay rebuild --from POS` takes the lead, deletes the streams and
 //! republishes from `POS`, then goes on relaying.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use pathway_bus::async_nats;
 use pathway_bus::coordinator::{FileCoordinator, PgCoordinator};
@@ -15,10 +13,6 @@ use pathway_bus::limits::STREAM_MAX_BYTES_DEFAULT;
 use pathway_bus::relay::Relay;
 
 use crate::store::{AnyStore, StoreArgs};
-
-/// Longest wait for the first connection to NATS before giving up on a
-/// one-shot command (the relay itself keeps retrying).
-const NATS_CONNECT_TIMEOUT_MS: u64 = 5_000;
 
 /// How to reach NATS.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,20 +40,15 @@ impl NatsArgs {
         user: Option<&str>,
         inbox_prefix: Option<&str>,
     ) -> anyhow::Result<async_nats::Client> {
-        let mut options = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_millis(NATS_CONNECT_TIMEOUT_MS));
         let user = self.nats_user.as_deref().or(user);
-        if let (Some(user), Some(password)) = (user, &self.nats_password) {
-            options = options.user_and_password(user.to_owned(), password.clone());
-        }
-        if let Some(prefix) = inbox_prefix {
-            options = options.custom_inbox_prefix(prefix);
-        }
-        options
-            .connect(&self.nats_url)
-            .await
-            .with_context(|| format!("connecting to NATS at {}", self.nats_url))
+        pathway_bus::connect(
+            &self.nats_url,
+            user,
+            self.nats_password.as_deref(),
+            inbox_prefix,
+        )
+        .await
+        .with_context(|| format!("connecting to NATS at {}", self.nats_url))
     }
 }
 
@@ -108,19 +97,23 @@ pub(crate) async fn run(args: RelayArgs) -> anyhow::Result<()> {
         RelayCommand::Rebuild { from, options } => (options, Some(from)),
     };
     let client = options.nats.connect(Some("pathway"), None).await?;
-    match options.store.open().await? {
+    let opened = options.store.open().await?;
+    let keyring = options.store.keyring(&opened).await?;
+    match opened {
         AnyStore::Embedded(store) => {
             let coordinator = FileCoordinator::new(&options.store.data_dir, &options.name);
             let relay = Relay::new(store, coordinator, client)
                 .with_stream_max_bytes(options.stream_max_bytes)
-                .with_stream_replicas(options.stream_replicas.into());
+                .with_stream_replicas(options.stream_replicas.into())
+                .with_keyring(keyring);
             drive(relay, rebuild_from).await
         }
         AnyStore::Postgres(store) => {
             let coordinator = PgCoordinator::new(store.pool().clone(), &options.name);
             let relay = Relay::new(store, coordinator, client)
                 .with_stream_max_bytes(options.stream_max_bytes)
-                .with_stream_replicas(options.stream_replicas.into());
+                .with_stream_replicas(options.stream_replicas.into())
+                .with_keyring(keyring);
             drive(relay, rebuild_from).await
         }
     }
@@ -138,8 +131,10 @@ where
             .context("rebuilding the streams")?;
         eprintln!("streams deleted; republishing from position {from}");
     }
-    tokio::select! {
-        result = relay.run() => result.context("relay stopped"),
-        _ = tokio::signal::ctrl_c() => Ok(()),
-    }
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        pathway_server::shutdown_signal().await;
+        stop.send(true).ok();
+    });
+    relay.run_until(shutdown).await.context("relay stopped")
 }

@@ -18,7 +18,8 @@ pub(crate) enum SagaCommand {
     Bench(SagaBenchArgs),
     /// Run the workflows until interrupted (Ctrl-C): the phase-out, city
     /// annual report and graduate ledger routers, and the timer sweeper.
-    /// Several may run at once: each timer fires once in effect.
+    /// Several may run at once: one leads (PostgreSQL advisory lock), the
+    /// others stand by and take over when it stops.
     Run(RunArgs),
 }
 
@@ -57,9 +58,18 @@ pub(crate) async fn run(command: SagaCommand) -> anyhow::Result<ExitCode> {
     match command {
         SagaCommand::Run(args) => {
             let interval = std::time::Duration::from_millis(args.sweep_interval_ms.max(1));
-            match args.location.open().await? {
-                AnyStore::Embedded(s) => run_workflows(s, interval).await?,
-                AnyStore::Postgres(s) => run_workflows(s, interval).await?,
+            let store = args.location.open().await?;
+            let keyring = args.location.keyring(&store).await?;
+            match store {
+                AnyStore::Embedded(s) => {
+                    let key = args.location.data_dir.display().to_string();
+                    let lock = pathway_saga::LeaderLock::in_process(key);
+                    run_workflows(s, lock, interval, keyring).await?
+                }
+                AnyStore::Postgres(s) => {
+                    let lock = pathway_saga::LeaderLock::postgres(s.pool().clone());
+                    run_workflows(s, lock, interval, keyring).await?
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -115,63 +125,27 @@ fn row(name: &str, r: &RunFigures) {
     );
 }
 
-/// The three routers and the sweeper, until Ctrl-C.
+/// The three routers and the sweeper ([`pathway_saga::workflows::run`]),
+/// led by one process per database, until Ctrl-C or SIGTERM.
 async fn run_workflows<S: pathway_store::EventStore + Clone>(
     store: S,
+    lock: pathway_saga::LeaderLock,
     sweep_interval: std::time::Duration,
+    keyring: pathway_engine::Keyring,
 ) -> anyhow::Result<()> {
-    use pathway_saga::{
-        Router, Sweeper, SystemClock,
-        city_report::CityReportSaga,
-        ledger::LedgerSaga,
-        no_faults,
-        phaseout::{EngineSink, PhaseOutSaga},
-    };
-    let engine = pathway_engine::Engine::new(store.clone());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let mut routers = tokio::task::JoinSet::new();
-    let phaseout = Router::start(
-        store.clone(),
-        PhaseOutSaga::default(),
-        EngineSink(engine.clone()),
-        "phaseout",
-        no_faults(),
-    )
-    .await?;
-    routers.spawn(phaseout.run(shutdown.clone()));
-    let city_report = Router::start(
-        store.clone(),
-        CityReportSaga::default(),
-        EngineSink(engine.clone()),
-        "cityreport",
-        no_faults(),
-    )
-    .await?;
-    routers.spawn(city_report.run(shutdown.clone()));
-    let ledger = Router::start(
-        store.clone(),
-        LedgerSaga,
-        EngineSink(engine),
-        "ledger",
-        no_faults(),
-    )
-    .await?;
-    routers.spawn(ledger.run(shutdown.clone()));
-    let mut sweeper = Sweeper::new(store, SystemClock, "sweeper", no_faults());
-    eprintln!("workflows running; Ctrl-C to stop");
-    let mut stopping = shutdown.clone();
-    loop {
-        let report = sweeper.sweep_until_idle().await?;
-        tracing::info!(?report, "swept");
-        tokio::select! {
-            () = tokio::time::sleep(sweep_interval) => {}
-            _ = tokio::signal::ctrl_c() => break,
-            _ = stopping.changed() => break,
-        }
-    }
-    stop.send(true).ok();
-    while let Some(done) = routers.join_next().await {
-        done.context("workflow router task")??;
-    }
-    Ok(())
+    tokio::spawn(async move {
+        pathway_server::shutdown_signal().await;
+        stop.send(true).ok();
+    });
+    let options = pathway_saga::WorkflowOptions {
+        sweep_interval,
+        keyring: Some(keyring),
+        ..pathway_saga::WorkflowOptions::default()
+    };
+    let status = std::sync::Arc::new(pathway_saga::WorkflowStatus::default());
+    eprintln!("workflows running (one leader per database); Ctrl-C to stop");
+    pathway_saga::workflows::run(store, lock, options, status, shutdown)
+        .await
+        .context("workflows")
 }

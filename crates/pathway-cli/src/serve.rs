@@ -70,6 +70,14 @@ struct SettingsArgs {
     /// Token-signing secret (at least 32 bytes). Prefer the environment to a flag.
     #[arg(long, env = "PATHWAY_TOKEN_SECRET", hide_env_values = true)]
     token_secret: Option<String>,
+    /// Master key wrapping the personal-data keys (base64 of 32 bytes, from
+    /// `pathway keys generate`). Prefer the environment to a flag.
+    #[arg(long, env = "PATHWAY_MASTER_KEY", hide_env_values = true)]
+    master_key: Option<String>,
+    /// File holding the master key. On the embedded store without a master
+    /// key, DATA_DIR/master.key is used (created on first use).
+    #[arg(long, env = "PATHWAY_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
     /// Authorization policy [default: deploy/policy/authorization.toml].
     #[arg(long, env = "PATHWAY_POLICY_FILE")]
     policy_file: Option<PathBuf>,
@@ -94,6 +102,45 @@ struct SettingsArgs {
     /// Do not run the projectors in this process (run `pathway projections run --follow` elsewhere).
     #[arg(long, env = "PATHWAY_NO_PROJECTORS")]
     no_projectors: bool,
+    /// Do not run the workflows (saga routers and timer sweeper) in this process.
+    #[arg(long, env = "PATHWAY_NO_SAGAS")]
+    no_sagas: bool,
+    /// Do not run the NATS relay in this process.
+    #[arg(long, env = "PATHWAY_NO_RELAY")]
+    no_relay: bool,
+    /// NATS server URL for the relay; without one the relay is off.
+    #[arg(long, env = "PATHWAY_NATS_URL")]
+    nats_url: Option<String>,
+    /// NATS user of the relay (see deploy/nats/pathway.conf).
+    #[arg(long, env = "PATHWAY_NATS_USER")]
+    nats_user: Option<String>,
+    /// NATS password of --nats-user. Prefer the environment to a flag.
+    #[arg(long, env = "PATHWAY_NATS_PASSWORD", hide_env_values = true)]
+    nats_password: Option<String>,
+    /// Name of the relay's checkpoint [default: default].
+    #[arg(long, env = "PATHWAY_RELAY_NAME")]
+    relay_name: Option<String>,
+    /// Bound of each NATS stream on disk, in bytes [default: 8 GiB].
+    #[arg(long, env = "PATHWAY_STREAM_MAX_BYTES")]
+    stream_max_bytes: Option<i64>,
+    /// Copies of each NATS stream: 3 on a 3-node cluster [default: 1].
+    #[arg(long, env = "PATHWAY_STREAM_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
+    stream_replicas: Option<u8>,
+    /// Longest a shutdown waits for in-flight requests, and again for the workers, in milliseconds [default: 20000].
+    #[arg(long, env = "PATHWAY_DRAIN_TIMEOUT_MS")]
+    drain_timeout_ms: Option<u64>,
+    /// Pause between two sweeps of the timer sweeper, in milliseconds [default: 1000].
+    #[arg(long, env = "PATHWAY_SWEEP_INTERVAL_MS")]
+    sweep_interval_ms: Option<u64>,
+    /// Age past its due time at which a saga timer counts as overdue, in milliseconds [default: 60000].
+    #[arg(long, env = "PATHWAY_TIMER_OVERDUE_AFTER_MS")]
+    timer_overdue_after_ms: Option<u64>,
+    /// Pause between two tail verifications of the hash chain, in milliseconds; 0 turns it off [default: 60000].
+    #[arg(long, env = "PATHWAY_CHAIN_VERIFY_INTERVAL_MS")]
+    chain_verify_interval_ms: Option<u64>,
+    /// Most positions one tail verification checks [default: 100000].
+    #[arg(long, env = "PATHWAY_CHAIN_VERIFY_BATCH_EVENTS_MAX")]
+    chain_verify_batch_events_max: Option<u64>,
 }
 
 impl SettingsArgs {
@@ -103,6 +150,8 @@ impl SettingsArgs {
             database_url: self.database_url.map(Secret::new),
             data_dir: self.data_dir,
             token_secret: self.token_secret.map(Secret::new),
+            master_key: self.master_key.map(Secret::new),
+            master_key_file: self.master_key_file,
             policy_file: self.policy_file,
             revocation_file: self.revocation_file,
             request_body_bytes_max: self.request_body_bytes_max,
@@ -111,6 +160,19 @@ impl SettingsArgs {
             request_timeout_ms: self.request_timeout_ms,
             ready_lag_positions_max: self.ready_lag_positions_max,
             projectors: self.no_projectors.then_some(false),
+            sagas: self.no_sagas.then_some(false),
+            relay: self.no_relay.then_some(false),
+            nats_url: self.nats_url,
+            nats_user: self.nats_user,
+            nats_password: self.nats_password.map(Secret::new),
+            relay_name: self.relay_name,
+            stream_max_bytes: self.stream_max_bytes,
+            stream_replicas: self.stream_replicas,
+            drain_timeout_ms: self.drain_timeout_ms,
+            sweep_interval_ms: self.sweep_interval_ms,
+            timer_overdue_after_ms: self.timer_overdue_after_ms,
+            chain_verify_interval_ms: self.chain_verify_interval_ms,
+            chain_verify_batch_events_max: self.chain_verify_batch_events_max,
         };
         Ok(Settings::load(self.config.as_deref(), overrides)?)
     }
@@ -121,7 +183,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => {
             let settings = args.settings.load()?;
             tracing::info!(?settings, "starting");
-            let app = Application::build(settings).await?;
+            let app = Application::build(settings)
+                .await?
+                .mount("/console", Box::new(console));
             eprintln!("listening on port {}", app.port());
             app.run_until_stopped(pathway_server::shutdown_signal())
                 .await?;
@@ -170,5 +234,29 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             println!("{}", token::issue(secret, &claims));
             Ok(())
         }
+    }
+}
+
+/// The department web console, beside the API at `/console`.
+fn console(ctx: pathway_server::MountContext) -> axum::Router {
+    use pathway_console::ConsoleContext;
+    use pathway_server::OpenedStore;
+    use std::sync::Arc;
+    let (policy, revocations) = (Arc::new(ctx.policy), Arc::new(ctx.revocations));
+    match ctx.store {
+        OpenedStore::Embedded(s) => pathway_console::router(ConsoleContext::new(
+            s,
+            ctx.read_store,
+            policy,
+            ctx.secret,
+            revocations,
+        )),
+        OpenedStore::Postgres(s) => pathway_console::router(ConsoleContext::new(
+            s,
+            ctx.read_store,
+            policy,
+            ctx.secret,
+            revocations,
+        )),
     }
 }

@@ -4,6 +4,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
+use pathway_keys::{Keyring, MasterKey};
 use pathway_store::{EventStore, embedded::EmbeddedStore, postgres::PostgresStore};
 
 /// Where the log lives.
@@ -16,6 +17,11 @@ pub(crate) struct StoreArgs {
     /// Directory of the embedded store (created if missing).
     #[arg(long, env = "PATHWAY_DATA_DIR", default_value = "pathway-data")]
     pub(crate) data_dir: PathBuf,
+    /// File holding the master key (base64 of 32 bytes) that wraps the
+    /// personal-data keys. Default: the PATHWAY_MASTER_KEY variable if set,
+    /// else DATA_DIR/master.key, created on first use.
+    #[arg(long, env = "PATHWAY_MASTER_KEY_FILE")]
+    pub(crate) master_key_file: Option<PathBuf>,
 }
 
 /// An opened log of either kind.
@@ -39,6 +45,60 @@ impl StoreArgs {
                 })?,
             )),
         }
+    }
+}
+
+impl StoreArgs {
+    /// The master key: `PATHWAY_MASTER_KEY`, else `--master-key-file`, else
+    /// the data directory's `master.key` (created if absent).
+    fn master_key(&self) -> anyhow::Result<MasterKey> {
+        if let Some(key) = pathway_keys::master_key_from_env()? {
+            return Ok(key);
+        }
+        let path = match &self.master_key_file {
+            Some(path) => path.clone(),
+            None => {
+                std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                    format!("creating the data directory {}", self.data_dir.display())
+                })?;
+                self.data_dir.join(pathway_keys::MASTER_KEY_FILE)
+            }
+        };
+        Ok(MasterKey::load_or_create(&path)?)
+    }
+
+    /// [`StoreArgs::keyring`] without the check that every key is wrapped by
+    /// the configured master key (for `pathway keys rotate`).
+    pub(crate) async fn keyring_unchecked(&self, store: &AnyStore) -> anyhow::Result<Keyring> {
+        let master = self.master_key()?;
+        Ok(match store {
+            AnyStore::Embedded(_) => Keyring::new(
+                master,
+                pathway_keys::SqliteKeyTable::open(&self.data_dir)
+                    .context("opening the personal-data key table")?,
+            ),
+            AnyStore::Postgres(s) => Keyring::new(
+                master,
+                pathway_keys::PostgresKeyTable::open(s.pool().clone())
+                    .await
+                    .context("opening the personal-data key table")?,
+            ),
+        })
+    }
+
+    /// The keyring of `store`: its key table (beside the embedded log, or the
+    /// `pathway_keys` schema) and the configured master key.
+    pub(crate) async fn keyring(&self, store: &AnyStore) -> anyhow::Result<Keyring> {
+        let master = self.master_key()?;
+        let keyring = match store {
+            AnyStore::Embedded(_) => pathway_keys::embedded_keyring(&self.data_dir, Some(master))
+                .await
+                .context("opening the personal-data key table")?,
+            AnyStore::Postgres(s) => pathway_keys::postgres_keyring(s.pool().clone(), master)
+                .await
+                .context("opening the personal-data key table")?,
+        };
+        Ok(keyring)
     }
 }
 

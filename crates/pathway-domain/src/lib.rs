@@ -13,6 +13,7 @@
 mod aggregate;
 pub mod convert;
 mod error;
+pub mod personal;
 pub mod policy;
 pub mod validate;
 

@@ -213,6 +213,12 @@ pub fn parse(line: &str) -> Result<Parsed, String> {
             envelope.region
         ));
     }
+    // The decision time dates every event of the command: bounded like any
+    // business date, so a year-9999 (or pre-1900) command is refused here
+    // rather than recorded.
+    if let Err(r) = pathway_domain::validate::date_in_range("at", envelope.at.date_naive()) {
+        return Err(format!("at {}: {}", envelope.at.to_rfc3339(), r.problem));
+    }
     let category = envelope.command.category();
     let stream = match (envelope.command.named_stream(), &envelope.stream) {
         (Some(named), None) => named,

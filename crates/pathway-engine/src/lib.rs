@@ -23,6 +23,14 @@
 //! - A command that was rejected, or decided to change nothing, left nothing
 //!   in the log, so a retry of it is decided afresh.
 //!
+//! Personal fields are sealed on the way in and opened on the way out when
+//! the engine has a [`Keyring`] ([`Engine::with_keyring`]; every production
+//! entry point sets one): `decide` and `evolve` see clear values, the log
+//! only ciphertext. An event that erases a person's data
+//! (`PersonalDataErased`) destroys the person's data key once it is stored,
+//! and again on every retry of the command, so a crash between the two is
+//! mended by retrying.
+//!
 //! Registration is the one command that spans two streams:
 //! [`Engine::register_person`] reserves the ID number's keyed hash (see
 //! [`reservation`]) before it appends the person's registration.
@@ -32,6 +40,8 @@ pub mod reservation;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+pub use pathway_keys::{KeyError, Keyring};
+
 use pathway_domain::{
     Aggregate, Context, Event, Rejection, pb,
     person::{Person, PersonCommand, RegisterPerson},
@@ -106,6 +116,9 @@ pub enum EngineError {
     /// The log failed.
     #[error(transparent)]
     Store(StoreError),
+    /// A data key could not be made, found or used.
+    #[error("personal data keys: {0}")]
+    Keys(#[from] KeyError),
 }
 
 /// Runs commands against one event log.
@@ -113,6 +126,7 @@ pub enum EngineError {
 pub struct Engine<S> {
     store: S,
     policy: &'static PolicyTable,
+    keyring: Option<Keyring>,
 }
 
 /// A stream as loaded for one command.
@@ -139,7 +153,45 @@ impl<S: EventStore + Clone> Engine<S> {
         Engine {
             store,
             policy: PolicyTable::builtin(),
+            keyring: None,
         }
+    }
+
+    /// This engine, sealing personal fields with `keyring` before they are
+    /// stored and opening them when streams are loaded.
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// The keyring personal fields are sealed with, if any.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.keyring.as_ref()
+    }
+
+    /// Decodes `records` and opens their personal fields with this engine's
+    /// keyring (fields of erased persons stay sealed).
+    pub async fn decode_all(&self, records: &[RecordedEvent]) -> Result<Vec<Event>, EngineError> {
+        let mut events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        if let Some(keyring) = &self.keyring {
+            keyring
+                .open_all(records.iter().map(|r| r.event_id).zip(events.iter_mut()))
+                .await?;
+        }
+        Ok(events)
+    }
+
+    /// Destroys the data keys of persons whose erasure is among `events`.
+    async fn destroy_erased_keys(&self, events: &[Event]) -> Result<(), EngineError> {
+        let Some(keyring) = &self.keyring else {
+            return Ok(());
+        };
+        for event in events {
+            if let Event::PersonalDataErased(e) = event {
+                keyring.erase(&e.person_ref, &e.reason).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The log this engine writes to.
@@ -175,8 +227,8 @@ impl<S: EventStore + Clone> Engine<S> {
                 .await
                 .map_err(EngineError::Store)?;
             let n = batch.len();
-            for r in &batch {
-                let event = decode(r)?;
+            let events = self.decode_all(&batch).await?;
+            for (r, event) in batch.iter().zip(events) {
                 if let Some((command_id, id)) = expected
                     && r.event_id == id
                 {
@@ -238,7 +290,9 @@ impl<S: EventStore + Clone> Engine<S> {
             attempt += 1;
             let loaded = self.load_for::<A>(stream, Some(meta.command_id)).await?;
             if let Some(prior) = loaded.prior {
-                return self.first_result(stream, command, meta, prior);
+                let handled = self.first_result(stream, command, meta, prior)?;
+                self.destroy_erased_keys(&handled.events).await?;
+                return Ok(handled);
             }
             if let Some(e) = ids_taken.take() {
                 return Err(EngineError::Store(e));
@@ -250,11 +304,19 @@ impl<S: EventStore + Clone> Engine<S> {
                     append: None,
                 });
             }
-            let new: Vec<NewEvent> = events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| envelope(e, stream, i, meta))
-                .collect();
+            let mut new: Vec<NewEvent> = Vec::with_capacity(events.len());
+            for (i, e) in events.iter().enumerate() {
+                match &self.keyring {
+                    Some(keyring) => {
+                        let mut sealed = e.clone();
+                        keyring
+                            .seal(event_id(meta.command_id, stream, i), &mut sealed)
+                            .await?;
+                        new.push(envelope(&sealed, stream, i, meta));
+                    }
+                    None => new.push(envelope(e, stream, i, meta)),
+                }
+            }
             let expected = if loaded.version == 0 {
                 ExpectedVersion::NoStream
             } else {
@@ -262,6 +324,7 @@ impl<S: EventStore + Clone> Engine<S> {
             };
             match self.store.append(stream, expected, new).await {
                 Ok(result) => {
+                    self.destroy_erased_keys(&events).await?;
                     return Ok(Handled {
                         events,
                         append: Some(result),

@@ -136,6 +136,28 @@ pub enum ProjectionError {
 pub trait Tx {
     /// The value columns of the row with `key`, in table order, if it exists.
     fn get(&mut self, table: &Table, key: &[Value]) -> Result<Option<Vec<Value>>, ProjectionError>;
+    /// The value column `column` of the row with `key`, if the row exists.
+    /// (The runtime's cache answers it without copying the row.)
+    fn value(
+        &mut self,
+        table: &Table,
+        key: &[Value],
+        column: &str,
+    ) -> Result<Option<Value>, ProjectionError> {
+        let Some(i) = table.values.iter().position(|c| c.name == column) else {
+            return Err(ProjectionError::Schema {
+                projection: "?",
+                detail: format!("table {} has no value column {column}", table.name),
+            });
+        };
+        Ok(self
+            .get(table, key)?
+            .map(|row| row.into_iter().nth(i).unwrap_or(Value::Null)))
+    }
+    /// Whether the row with `key` exists.
+    fn exists(&mut self, table: &Table, key: &[Value]) -> Result<bool, ProjectionError> {
+        Ok(self.get(table, key)?.is_some())
+    }
     /// Insert the row, or overwrite the named value columns of an existing one.
     fn upsert(
         &mut self,
@@ -160,7 +182,7 @@ pub trait Tx {
 pub struct ProjectedEvent<V> {
     pub position: u64,
     pub recorded_at: DateTime<Utc>,
-    pub stream_id: String,
+    pub stream_id: std::sync::Arc<str>,
     pub actor_department: pb::Department,
     pub view: V,
 }

@@ -154,20 +154,17 @@ impl<'a> Rows<'a> {
         key: &[Value],
         column: &str,
     ) -> Result<Option<Value>, ProjectionError> {
-        let Some(i) = table.values.iter().position(|c| c.name == column) else {
+        if !table.values.iter().any(|c| c.name == column) {
             return Err(ProjectionError::Schema {
                 projection: self.model,
                 detail: format!("table {} has no value column {column}", table.name),
             });
-        };
-        Ok(self
-            .tx
-            .get(table, key)?
-            .map(|row| row.into_iter().nth(i).unwrap_or(Value::Null)))
+        }
+        self.tx.value(table, key, column)
     }
 
     fn exists(&mut self, table: &Table, key: &[Value]) -> Result<bool, ProjectionError> {
-        Ok(self.tx.get(table, key)?.is_some())
+        self.tx.exists(table, key)
     }
 
     /// A text cell; `None` if the row is absent or the cell is not text.

@@ -28,7 +28,9 @@
 //! # Pipeline
 //!
 //! The calling task reads the log ([`PROJECTOR_READ_EVENTS_MAX`] events per
-//! read) and sends each read over a bounded channel
+//! read; up to [`PROJECTOR_READS_AHEAD`] reads in flight, each decoded by
+//! `decode_read` on the blocking pool beside the next read) and sends each
+//! read over a bounded channel
 //! ([`PROJECTOR_CHANNEL_READS_MAX`]) to a writer on its own OS thread
 //! (`pathway-projector-<name>`) that owns the read-model connection: the
 //! projection code and the synchronous `postgres`/`rusqlite` clients never run
@@ -37,15 +39,20 @@
 //! [`PROJECTOR_BATCH_TIME_MAX_MS`]: a follower takes the reads already
 //! waiting, a catch-up waits for the reads still to come up to its target.
 //!
-//! [`catch_up_many`] runs one reader for several models: each read is
-//! decoded once and sent to every model's writer, which skips what its
-//! checkpoint already covers.
+//! [`catch_up_many`] and [`rebuild_many`] run one reader for several
+//! models: each read is decoded once and sent to every model's writer,
+//! which skips what its checkpoint already covers. The last writer done
+//! with a read frees it on the blocking pool, off its own path.
 //!
 //! Inside a batch the projection's rows go through a write-back cache
 //! (`cache`): reads are served from it, writes coalesced per row and flushed
 //! in table and key order just before the checkpoint is written, in the
-//! same transaction. PostgreSQL flushes write each table with one
-//! statement per write shape, the rows passed as arrays (`unnest`).
+//! same transaction. Rows the cache knows to be absent from storage (a model
+//! projected from position 1) are inserted, not upserted. PostgreSQL flushes
+//! write each table with one statement per write shape, the rows passed as
+//! arrays (`unnest`); SQLite flushes with multi-row statements of up to
+//! [`SQLITE_FLUSH_ROWS_MAX`] rows, into `WITHOUT ROWID` tables (one B-tree
+//! per table, ordered by its key).
 //!
 //! # Storage
 //!
@@ -113,19 +120,27 @@ mod cache;
 use cache::{CachedTx, RowCache};
 
 /// Events one read of the log returns at most.
-pub const PROJECTOR_READ_EVENTS_MAX: usize = 2_000;
+pub const PROJECTOR_READ_EVENTS_MAX: usize = 4_000;
 /// Events one batch transaction applies at most.
-pub const PROJECTOR_BATCH_EVENTS_MAX: usize = 20_000;
+pub const PROJECTOR_BATCH_EVENTS_MAX: usize = 100_000;
 /// A batch transaction takes no further reads after being open this long.
 pub const PROJECTOR_BATCH_TIME_MAX_MS: u64 = 1_000;
 /// Reads waiting between the log reader and the writer thread.
 pub const PROJECTOR_CHANNEL_READS_MAX: usize = 8;
+/// Log reads (each decoded on the blocking pool) in flight ahead of the one
+/// being handed to the writers.
+pub const PROJECTOR_READS_AHEAD: usize = 3;
 /// Consecutive resynchronisations (checkpoint moved by someone else) that do
 /// not find the checkpoint further ahead than the previous one before a
 /// projector gives up.
 pub const PROJECTOR_RESYNCS_MAX: u32 = 16;
 /// Wait for a SQLite lock held by another connection.
 pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+/// Page cache of a SQLite model connection that writes (KiB).
+pub const SQLITE_WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// WAL pages of a SQLite model after which a commit checkpoints them into
+/// the database file (4 KiB pages: 64 MiB).
+pub const SQLITE_WRITER_WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
 /// Prepared statements cached per SQLite connection.
 pub const SQLITE_STATEMENT_CACHE_LEN_MAX: usize = 256;
 /// Wait to open a PostgreSQL connection.
@@ -142,6 +157,9 @@ pub const PG_STATEMENT_CACHE_LEN_MAX: usize = 256;
 pub const PROJECTOR_CACHE_ROWS_MAX: usize = 200_000;
 /// Rows one multi-row PostgreSQL statement of a flush writes at most.
 pub const PG_FLUSH_ROWS_MAX: usize = 10_000;
+/// Rows one multi-row SQLite upsert of a flush writes at most (rows left
+/// over are written 16 at a time, then one at a time).
+pub const SQLITE_FLUSH_ROWS_MAX: usize = 128;
 
 /// Name of the checkpoint table in every model.
 const CHECKPOINT_TABLE: &str = "checkpoint";
@@ -184,6 +202,9 @@ pub struct ProjectorOptions {
     pub batch_events_max: usize,
     /// A batch takes no further reads after being open this long.
     pub batch_time_max_ms: u64,
+    /// Opens personal fields before the views are made; without one, every
+    /// sealed field reads as absent.
+    pub keyring: Option<pathway_engine::Keyring>,
     /// Fault injection for tests; see the module docs.
     #[doc(hidden)]
     pub before_checkpoint: Option<BeforeCheckpoint>,
@@ -195,6 +216,7 @@ impl Default for ProjectorOptions {
             read_events_max: PROJECTOR_READ_EVENTS_MAX,
             batch_events_max: PROJECTOR_BATCH_EVENTS_MAX,
             batch_time_max_ms: PROJECTOR_BATCH_TIME_MAX_MS,
+            keyring: None,
             before_checkpoint: None,
         }
     }
@@ -279,8 +301,28 @@ pub async fn catch_up_many_with<S: EventStore + Clone>(
         .collect::<Result<Vec<_>, ProjectionError>>()?;
     let head = store.head().await?.position;
     let started = Instant::now();
+    let (checkpoints, applied) = project_many(store, &models, options, head).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    tracing::info!(
+        head,
+        model_events = applied,
+        model_events_per_second = (applied as f64 / elapsed.max(1e-9)) as u64,
+        "projectors caught up"
+    );
+    Ok(checkpoints)
+}
+
+/// Brings `models` up to `head` with one shared reader (models stopped
+/// short are caught up on their own). Returns their checkpoints and the
+/// events the shared run applied over all models.
+async fn project_many<S: EventStore + Clone>(
+    store: &S,
+    models: &[Model],
+    options: &ProjectorOptions,
+    head: u64,
+) -> Result<(Vec<u64>, u64), ProjectionError> {
     let mut until = Until::Position(head);
-    let (results, read_result) = pipeline_many(store, &models, options, &mut until).await;
+    let (results, read_result) = pipeline_many(store, models, options, &mut until).await;
     let mut checkpoints = Vec::with_capacity(models.len());
     let mut applied = 0;
     for (model, result) in models.iter().zip(results) {
@@ -309,14 +351,7 @@ pub async fn catch_up_many_with<S: EventStore + Clone>(
     {
         return Err(e);
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    tracing::info!(
-        head,
-        model_events = applied,
-        model_events_per_second = (applied as f64 / elapsed.max(1e-9)) as u64,
-        "projectors caught up"
-    );
-    Ok(checkpoints)
+    Ok((checkpoints, applied))
 }
 
 /// Catches up, then applies new events as they are committed until
@@ -388,6 +423,69 @@ pub async fn rebuild<S: EventStore + Clone>(
         "rebuilt model swapped in"
     );
     Ok(checkpoint)
+}
+
+/// [`rebuild`] of several models at once: the log is read and decoded once
+/// for all of them (as [`catch_up_many`]), each into its fresh storage, and
+/// each rebuilt model is then swapped in for its current one. Returns the
+/// new models' checkpoints, in order.
+pub async fn rebuild_many<S: EventStore + Clone>(
+    store: &S,
+    target: &ReadStore,
+    projections: &[Arc<dyn Projection>],
+) -> Result<Vec<u64>, ProjectionError> {
+    rebuild_many_with(store, target, projections, &ProjectorOptions::default()).await
+}
+
+/// [`rebuild_many`] with explicit options.
+#[tracing::instrument(skip_all, fields(projections = projections.len()))]
+pub async fn rebuild_many_with<S: EventStore + Clone>(
+    store: &S,
+    target: &ReadStore,
+    projections: &[Arc<dyn Projection>],
+    options: &ProjectorOptions,
+) -> Result<Vec<u64>, ProjectionError> {
+    let mut lives = Vec::with_capacity(projections.len());
+    let mut models = Vec::with_capacity(projections.len());
+    for projection in projections {
+        lives.push(Location::live(target, projection.name())?);
+        let fresh = Location::rebuild(target, projection.name())?;
+        {
+            let fresh = fresh.clone();
+            blocking(move || fresh.discard()).await?;
+        }
+        models.push(Model {
+            location: fresh,
+            projection: Arc::clone(projection),
+        });
+    }
+    let head = store.head().await?.position;
+    let started = Instant::now();
+    let (checkpoints, applied) = project_many(store, &models, options, head).await?;
+    let projected = started.elapsed();
+    // The swaps touch one model each: run them side by side.
+    let swaps: Vec<_> = lives
+        .into_iter()
+        .zip(&models)
+        .map(|(live, model)| {
+            let (fresh, projection) = (model.location.clone(), Arc::clone(&model.projection));
+            tokio::task::spawn_blocking(move || swap(&live, &fresh, projection.as_ref()))
+        })
+        .collect();
+    for swapped in swaps {
+        swapped
+            .await
+            .map_err(|e| ProjectionError::Storage(format!("read model task failed: {e}")))??;
+    }
+    tracing::info!(
+        head,
+        model_events = applied,
+        projected_ms = projected.as_millis() as u64,
+        swap_ms = (started.elapsed() - projected).as_millis() as u64,
+        events_per_second = (head as f64 / started.elapsed().as_secs_f64().max(1e-9)) as u64,
+        "rebuilt models swapped in"
+    );
+    Ok(checkpoints)
 }
 
 /// How far `model` is behind the log.
@@ -493,8 +591,9 @@ impl From<ProjectionError> for PipelineError {
 /// as if it had decoded it itself.
 struct Decoded {
     position: u64,
+    event_id: uuid::Uuid,
     recorded_at: DateTime<Utc>,
-    stream_id: String,
+    stream_id: Arc<str>,
     event: Result<pathway_domain::Event, String>,
     actor_department: Result<pb::Department, String>,
 }
@@ -503,28 +602,64 @@ struct Decoded {
 /// probe (see `read_log`).
 type Read = Arc<Vec<Decoded>>;
 
-fn decode_read(records: Vec<RecordedEvent>) -> Read {
-    Arc::new(
-        records
-            .into_iter()
-            .map(|record| {
-                let event = pathway_engine::decode(&record).map_err(|e| e.to_string());
-                let actor_department = pathway_engine::decode_envelope(&record)
+/// The one field of a stored envelope (`pb::EventEnvelope`) the projectors
+/// use. Decoding only it skips the envelope's strings instead of allocating
+/// them; the wire format is still checked.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EnvelopeActor {
+    #[prost(int32, tag = "10")]
+    actor_department: i32,
+}
+
+/// Turns log records into decoded events: the one place the projectors
+/// decode (payload and envelope) what the log stores. Runs on the blocking
+/// pool, beside the next log read.
+fn decode_read(records: Vec<RecordedEvent>) -> Vec<Decoded> {
+    records
+        .into_iter()
+        .map(|record| {
+            let event = pathway_engine::decode(&record).map_err(|e| e.to_string());
+            let actor_department =
+                <EnvelopeActor as prost::Message>::decode(record.metadata.as_ref())
                     .map(|envelope| {
                         pb::Department::try_from(envelope.actor_department)
                             .unwrap_or(pb::Department::Unspecified)
                     })
-                    .map_err(|e| e.to_string());
-                Decoded {
-                    position: record.position,
-                    recorded_at: record.recorded_at,
-                    stream_id: record.stream_id,
-                    event,
-                    actor_department,
-                }
-            })
-            .collect(),
-    )
+                    .map_err(|e| {
+                        format!(
+                            "stream {}: event at version {} does not decode: envelope: {e}",
+                            record.stream_id, record.stream_version
+                        )
+                    });
+            Decoded {
+                position: record.position,
+                event_id: record.event_id,
+                recorded_at: record.recorded_at,
+                stream_id: Arc::from(record.stream_id),
+                event,
+                actor_department,
+            }
+        })
+        .collect()
+}
+
+/// Opens the personal fields of a decoded read with `keyring` (fields of
+/// erased persons stay sealed, which every view reads as absent).
+async fn open_read(
+    mut decoded: Vec<Decoded>,
+    keyring: Option<&pathway_engine::Keyring>,
+) -> Result<Read, ProjectionError> {
+    if let Some(keyring) = keyring {
+        keyring
+            .open_all(
+                decoded
+                    .iter_mut()
+                    .filter_map(|d| d.event.as_mut().ok().map(|e| (d.event_id, e))),
+            )
+            .await
+            .map_err(|e| ProjectionError::Storage(format!("opening personal fields: {e}")))?;
+    }
+    Ok(Arc::new(decoded))
 }
 
 /// A model a pipeline projects into.
@@ -634,6 +769,7 @@ async fn pipeline_many<S: EventStore + Clone>(
                 Until::Position(head) => Some(*head),
                 Until::Shutdown(_) => None,
             },
+            runtime: tokio::runtime::Handle::current(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("pathway-projector-{}", model.projection.name()))
@@ -730,9 +866,51 @@ async fn pipeline_many<S: EventStore + Clone>(
     (results, read_result)
 }
 
+/// A log read in flight: its first position, the events asked for, and the
+/// task reading and decoding it.
+struct PendingRead {
+    from: u64,
+    max: usize,
+    task: tokio::task::JoinHandle<Result<Read, ProjectionError>>,
+}
+
+/// Starts reading `max` events from `from` and decoding them (on the
+/// blocking pool), beside the reads already in flight.
+fn start_read<S: EventStore + Clone>(
+    store: &S,
+    from: u64,
+    max: usize,
+    keyring: Option<pathway_engine::Keyring>,
+) -> PendingRead {
+    let store = store.clone();
+    let task = tokio::spawn(async move {
+        let events = store.read_all(from, max, &ReadFilter::all()).await?;
+        for (offset, event) in (0u64..).zip(&events) {
+            if event.position != from + offset {
+                return Err(ProjectionError::Storage(format!(
+                    "log read from position {from} returned position {} where {} was next",
+                    event.position,
+                    from + offset
+                )));
+            }
+        }
+        if events.is_empty() {
+            return Ok(Arc::new(Vec::new()));
+        }
+        let decoded = tokio::task::spawn_blocking(move || decode_read(events))
+            .await
+            .map_err(|e| ProjectionError::Storage(format!("decode task failed: {e}")))?;
+        open_read(decoded, keyring.as_ref()).await
+    });
+    PendingRead { from, max, task }
+}
+
 /// Reads the log from `next`, decodes each read once and sends it to every
 /// writer, until the goal of `until` is reached or every writer hangs up (a
-/// writer that hangs up is dropped from `writers`).
+/// writer that hangs up is dropped from `writers`). Up to
+/// [`PROJECTOR_READS_AHEAD`] reads (and their decoding) run ahead of the one
+/// being handed to the writers: all of them up to a catch-up's target, and
+/// while following as long as the reads come back full.
 async fn read_log<S: EventStore + Clone>(
     store: &S,
     options: &ProjectorOptions,
@@ -740,36 +918,65 @@ async fn read_log<S: EventStore + Clone>(
     next: &mut u64,
     writers: &mut [Option<mpsc::Sender<Read>>],
 ) -> Result<(), PipelineError> {
+    let mut pending: std::collections::VecDeque<PendingRead> = std::collections::VecDeque::new();
+    let result = read_log_inner(store, options, until, next, writers, &mut pending).await;
+    for read in pending {
+        read.task.abort();
+    }
+    result
+}
+
+async fn read_log_inner<S: EventStore + Clone>(
+    store: &S,
+    options: &ProjectorOptions,
+    until: &mut Until,
+    next: &mut u64,
+    writers: &mut [Option<mpsc::Sender<Read>>],
+    pending: &mut std::collections::VecDeque<PendingRead>,
+) -> Result<(), PipelineError> {
     let mut head_changes = store.head_changes();
     let poll_interval = Duration::from_millis(SUBSCRIPTION_POLL_INTERVAL_MS);
+    // The first position no read in flight covers.
+    let mut queued = *next;
+    // Whether the last read came back full (more is likely waiting).
+    let mut full = true;
     loop {
-        let max = match until {
-            Until::Position(target) if *next > *target => return Ok(()),
-            Until::Position(target) => options.read_events_max.min((*target - *next + 1) as usize),
-            Until::Shutdown(shutdown) if *shutdown.borrow() => return Ok(()),
-            Until::Shutdown(_) => options.read_events_max,
-        };
-        head_changes.borrow_and_update();
-        let events = store
-            .read_all(*next, max, &ReadFilter::all())
-            .await
-            .map_err(ProjectionError::from)?;
-        if let Some(last) = events.last() {
-            for (offset, event) in (0u64..).zip(&events) {
-                if event.position != *next + offset {
-                    return Err(ProjectionError::Storage(format!(
-                        "log read from position {next} returned position {} where {} was next",
-                        event.position,
-                        *next + offset
-                    ))
-                    .into());
+        while pending.len() < PROJECTOR_READS_AHEAD {
+            let max = match until {
+                Until::Position(target) if queued > *target => break,
+                Until::Position(target) => {
+                    options.read_events_max.min((*target - queued + 1) as usize)
                 }
+                Until::Shutdown(_) if !pending.is_empty() && !full => break,
+                Until::Shutdown(shutdown) if *shutdown.borrow() => break,
+                Until::Shutdown(_) => options.read_events_max,
+            };
+            head_changes.borrow_and_update();
+            pending.push_back(start_read(store, queued, max, options.keyring.clone()));
+            queued += max as u64;
+        }
+        let Some(read) = pending.pop_front() else {
+            // Nothing left to read: the target is reached or shutdown asked.
+            return Ok(());
+        };
+        debug_assert_eq!(read.from, *next);
+        let events = read
+            .task
+            .await
+            .map_err(|e| ProjectionError::Storage(format!("log read task failed: {e}")))??;
+        full = events.len() == read.max;
+        if !full {
+            // The reads queued behind this one start past its end.
+            for read in pending.drain(..) {
+                read.task.abort();
             }
+            queued = *next + events.len() as u64;
+        }
+        if let Some(last) = events.last() {
             *next = last.position + 1;
-            let read = decode_read(events);
             for writer in writers.iter_mut() {
                 if let Some(sender) = writer
-                    && sender.send(Arc::clone(&read)).await.is_err()
+                    && sender.send(Arc::clone(&events)).await.is_err()
                 {
                     *writer = None;
                 }
@@ -787,6 +994,9 @@ async fn read_log<S: EventStore + Clone>(
                 .into());
             }
             Until::Shutdown(shutdown) => {
+                if *shutdown.borrow() {
+                    return Ok(());
+                }
                 let Some(first) = writers.iter().flatten().next().cloned() else {
                     return Err(writer_gone().into());
                 };
@@ -838,9 +1048,22 @@ struct Writer {
     /// to come (within the batch limits) instead of committing what is
     /// there: fewer, larger transactions. A follower commits what is there.
     catch_up_to: Option<u64>,
+    /// Where reads this writer is the last to hold are freed.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Writer {
+    /// Lets go of a read; the last writer to hold it frees its events on
+    /// the blocking pool, off this writer's path (freeing memory allocated
+    /// by the decoding threads is slow).
+    fn release(&self, read: Read) {
+        if let Ok(events) = Arc::try_unwrap(read)
+            && !events.is_empty()
+        {
+            self.runtime.spawn_blocking(move || drop(events));
+        }
+    }
+
     fn run(
         self,
         mut reads: mpsc::Receiver<Read>,
@@ -896,6 +1119,7 @@ impl Writer {
             };
             if last.position <= checkpoint {
                 // Read for a writer further behind.
+                self.release(first);
                 continue;
             }
             match self.batch(
@@ -948,6 +1172,7 @@ impl Writer {
                     last = Some((position, record.recorded_at));
                     events += 1;
                 }
+                self.release(batch);
                 if events as usize >= options.batch_events_max || started.elapsed() >= time_max {
                     break;
                 }
@@ -1006,7 +1231,7 @@ fn apply_one(
     let projected = ProjectedEvent {
         position: record.position,
         recorded_at: record.recorded_at,
-        stream_id: record.stream_id.clone(),
+        stream_id: Arc::clone(&record.stream_id),
         actor_department,
         view,
     };
@@ -1184,6 +1409,13 @@ fn check_tables(projection: &dyn Projection) -> Result<(), ProjectionError> {
                 table.name
             )));
         }
+        if table.values.len() > cache::VALUE_COLUMNS_MAX {
+            return Err(schema_error(format!(
+                "table {} has more than {} value columns",
+                table.name,
+                cache::VALUE_COLUMNS_MAX
+            )));
+        }
         let mut columns = HashSet::new();
         for column in table.columns() {
             if !columns.insert(column.name) {
@@ -1244,7 +1476,6 @@ impl Conn {
         expected: u64,
         body: impl FnOnce(&mut CachedTx<'_>) -> Result<(u64, DateTime<Utc>), ProjectionError>,
     ) -> Result<(), PipelineError> {
-        let tables: HashSet<&'static str> = projection.tables().iter().map(|t| t.name).collect();
         match self {
             Conn::Sqlite(conn, rows) => {
                 let tx = conn
@@ -1258,7 +1489,6 @@ impl Conn {
                 let mut rows = CachedTx {
                     cache,
                     store: &mut store,
-                    tables: &tables,
                     all_tables: projection.tables(),
                     projection: projection.name(),
                 };
@@ -1289,7 +1519,6 @@ impl Conn {
                     let mut rows = CachedTx {
                         cache,
                         store: &mut store,
-                        tables: &tables,
                         all_tables: projection.tables(),
                         projection: projection.name(),
                     };
@@ -1367,11 +1596,14 @@ fn check_value(
 /// projection's tables.
 fn check_key(
     projection: &'static str,
-    tables: &HashSet<&'static str>,
+    tables: &[Table],
     table: &Table,
     key: &[Value],
 ) -> Result<(), ProjectionError> {
-    if !tables.contains(table.name) {
+    if !tables
+        .iter()
+        .any(|t| std::ptr::eq(t.name, table.name) || t.name == table.name)
+    {
         return Err(ProjectionError::Schema {
             projection,
             detail: format!("table {} is not one of its tables", table.name),
@@ -1392,33 +1624,6 @@ fn check_key(
         check_value(projection, table, column.name, column.ty, value, true)?;
     }
     Ok(())
-}
-
-/// The value columns named in `names`, in the given order, each at most once.
-fn value_columns<'a>(
-    projection: &'static str,
-    table: &Table,
-    names: impl Iterator<Item = &'a str>,
-) -> Result<Vec<crate::model::Column>, ProjectionError> {
-    let mut out: Vec<crate::model::Column> = Vec::new();
-    for name in names {
-        let column = table
-            .values
-            .iter()
-            .find(|c| c.name == name)
-            .ok_or_else(|| ProjectionError::Schema {
-                projection,
-                detail: format!("{} has no value column {name:?}", table.name),
-            })?;
-        if out.iter().any(|c| c.name == name) {
-            return Err(ProjectionError::Schema {
-                projection,
-                detail: format!("{}.{name} written twice in one call", table.name),
-            });
-        }
-        out.push(*column);
-    }
-    Ok(out)
 }
 
 /// SQL text shared by both backends; `param(i)` renders the i-th (1-based)
@@ -1452,10 +1657,12 @@ mod sql {
     /// the delta.
     /// `rows` renders the row source (`VALUES (…)`, `SELECT … unnest(…)`)
     /// from the inserted columns.
+    /// With `insert_only`, a plain `INSERT` of rows known to be absent.
     pub(super) fn merge(
         table_ref: &str,
         table: &Table,
         shape: &[u8],
+        insert_only: bool,
         rows: &dyn Fn(&[Column]) -> String,
     ) -> String {
         let columns: Vec<Column> = table
@@ -1482,6 +1689,13 @@ mod sql {
                 )),
                 _ => {}
             }
+        }
+        if insert_only {
+            return format!(
+                "INSERT INTO {table_ref} ({}) {}",
+                names.join(", "),
+                rows(&columns)
+            );
         }
         let action = if updates.is_empty() {
             "NOTHING".to_owned()
@@ -1558,7 +1772,7 @@ mod sql {
 // ---------------------------------------------------------------------------
 
 mod sqlite {
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, HashMap};
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
@@ -1566,9 +1780,11 @@ mod sqlite {
     use rusqlite::types::Value as SqlValue;
     use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
 
-    use super::cache::{Change, RowStore, Write};
+    use super::cache::{RowStore, Shape, Write, Written, shape_kinds};
     use super::{
-        CHECKPOINT_TABLE, SQLITE_BUSY_TIMEOUT_MS, SQLITE_STATEMENT_CACHE_LEN_MAX, quote, sql,
+        CHECKPOINT_TABLE, SQLITE_BUSY_TIMEOUT_MS, SQLITE_FLUSH_ROWS_MAX,
+        SQLITE_STATEMENT_CACHE_LEN_MAX, SQLITE_WRITER_CACHE_KIB,
+        SQLITE_WRITER_WAL_AUTOCHECKPOINT_PAGES, quote, sql,
     };
     use crate::model::{ColumnType, Projection, ProjectionError, Table, Value};
 
@@ -1604,6 +1820,19 @@ mod sqlite {
                 .map_err(with_path)?;
             conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(with_path)?;
+            // Room for a batch's pages, so a large batch does not spill
+            // (and write pages twice) before its commit.
+            conn.pragma_update(None, "cache_size", -SQLITE_WRITER_CACHE_KIB)
+                .map_err(with_path)?;
+            // Checkpoint the WAL into the database less often than after
+            // every large batch (SQLite's default is 1,000 pages), so a
+            // batch's commit does not also copy its pages a second time.
+            conn.pragma_update(
+                None,
+                "wal_autocheckpoint",
+                SQLITE_WRITER_WAL_AUTOCHECKPOINT_PAGES,
+            )
+            .map_err(with_path)?;
             conn
         };
         conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
@@ -1631,8 +1860,10 @@ mod sqlite {
         for c in table.values {
             columns.push(format!("{} {}", quote(c.name), column_type(c.ty, false)));
         }
+        // WITHOUT ROWID: one B-tree ordered by the key instead of a rowid
+        // table plus a separate index on the key, so a row is written once.
         format!(
-            "CREATE TABLE IF NOT EXISTS {}.{} ({}, PRIMARY KEY ({}))",
+            "CREATE TABLE IF NOT EXISTS {}.{} ({}, PRIMARY KEY ({})) WITHOUT ROWID",
             quote(db),
             quote(table.name),
             columns.join(", "),
@@ -1737,16 +1968,26 @@ mod sqlite {
 
     /// The cache's [`RowStore`] over an open SQLite transaction: statements
     /// prepared once per connection (rusqlite's cache), SQL text built once
-    /// per table and shape.
+    /// per table, shape and row count. A flush writes the rows of one shape
+    /// [`SQLITE_FLUSH_ROWS_MAX`] at a time with one multi-row upsert.
     #[derive(Default)]
     pub(super) struct SqliteRows {
-        sql: HashMap<(&'static str, Vec<u8>), String>,
+        sql: HashMap<(&'static str, Statement), String>,
     }
 
-    /// Shape key of the `get` statement (no merge shape has 3s).
-    const GET_SHAPE: [u8; 1] = [3];
-    /// Shape key of the `delete` statement.
-    const DELETE_SHAPE: [u8; 1] = [4];
+    /// The statements of a table.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    enum Statement {
+        Get,
+        Delete,
+        /// The upsert of `rows` rows of one merge shape (a plain insert
+        /// with `insert`).
+        Merge {
+            shape: Shape,
+            insert: bool,
+            rows: usize,
+        },
+    }
 
     fn bind(
         statement: &mut rusqlite::CachedStatement<'_>,
@@ -1762,23 +2003,87 @@ mod sqlite {
     }
 
     impl SqliteRows {
-        fn sql(&mut self, table: &Table, shape: &[u8]) -> &str {
+        fn sql(&mut self, table: &Table, statement: Statement) -> &str {
             self.sql
-                .entry((table.name, shape.to_vec()))
-                .or_insert_with(|| match shape {
-                    s if s == GET_SHAPE => sql::get(&quote(table.name), table, &param),
-                    s if s == DELETE_SHAPE => sql::delete(&quote(table.name), table, &param),
-                    _ => sql::merge(&quote(table.name), table, shape, &|columns| {
-                        let params: Vec<String> = (1..=columns.len()).map(param).collect();
-                        format!("VALUES ({})", params.join(", "))
-                    }),
+                .entry((table.name, statement))
+                .or_insert_with(|| match statement {
+                    Statement::Get => sql::get(&quote(table.name), table, &param),
+                    Statement::Delete => sql::delete(&quote(table.name), table, &param),
+                    Statement::Merge {
+                        shape,
+                        insert,
+                        rows,
+                    } => {
+                        let kinds = shape_kinds(shape, table.values.len());
+                        sql::merge(&quote(table.name), table, &kinds, insert, &|columns| {
+                            let n = columns.len();
+                            let tuples: Vec<String> = (0..rows)
+                                .map(|r| {
+                                    let params: Vec<String> =
+                                        (1..=n).map(|c| param(r * n + c)).collect();
+                                    format!("({})", params.join(", "))
+                                })
+                                .collect();
+                            // `WHERE true` is not needed: VALUES is no SELECT.
+                            format!("VALUES {}", tuples.join(", "))
+                        })
+                    }
                 })
         }
     }
 
+    /// A row of a flush: its key and write.
+    type RowWrite<'r, 'w> = &'r (&'w [Value], Write<'w>);
+
     pub(super) struct SqliteStore<'a> {
         pub(super) tx: &'a Connection,
         pub(super) rows: &'a mut SqliteRows,
+    }
+
+    impl SqliteStore<'_> {
+        /// Upserts `rows` (all of one shape) `size` rows per statement
+        /// (`rows` holds a multiple of `size`), with one statement prepared
+        /// once.
+        fn merge(
+            &mut self,
+            table: &Table,
+            (insert, shape): (bool, Shape),
+            size: usize,
+            rows: &[&(&[Value], Write<'_>)],
+        ) -> Result<(), ProjectionError> {
+            let sql = self.rows.sql(
+                table,
+                Statement::Merge {
+                    shape,
+                    insert,
+                    rows: size,
+                },
+            );
+            let mut statement = self.tx.prepare_cached(sql).map_err(error)?;
+            for chunk in rows.chunks_exact(size) {
+                let mut n = 0;
+                let mut result = Ok(());
+                for (key, write) in chunk {
+                    for value in key.iter() {
+                        n += 1;
+                        bind(&mut statement, n, value).map_err(error)?;
+                    }
+                    write.for_each_written(|written| {
+                        n += 1;
+                        let bound = match written {
+                            Written::Set(value) => bind(&mut statement, n, value),
+                            Written::Add(delta) => statement.raw_bind_parameter(n, delta),
+                        };
+                        if result.is_ok() {
+                            result = bound;
+                        }
+                    });
+                }
+                result.map_err(error)?;
+                statement.raw_execute().map_err(error)?;
+            }
+            Ok(())
+        }
     }
 
     impl RowStore for SqliteStore<'_> {
@@ -1787,7 +2092,7 @@ mod sqlite {
             table: &Table,
             key: &[Value],
         ) -> Result<Option<Vec<Value>>, ProjectionError> {
-            let sql = self.rows.sql(table, &GET_SHAPE);
+            let sql = self.rows.sql(table, Statement::Get);
             let mut statement = self.tx.prepare_cached(sql).map_err(error)?;
             for (i, value) in key.iter().enumerate() {
                 bind(&mut statement, i + 1, value).map_err(error)?;
@@ -1809,34 +2114,38 @@ mod sqlite {
         fn flush(
             &mut self,
             table: &Table,
-            writes: &[(&[Value], &Write)],
+            writes: &[(&[Value], Write<'_>)],
         ) -> Result<(), ProjectionError> {
-            for (key, write) in writes {
-                let (shape, changes) = match write {
-                    Write::Delete => (DELETE_SHAPE.to_vec(), &[][..]),
-                    Write::Merge(changes) => (Write::shape(changes), &changes[..]),
-                };
-                let sql = self.rows.sql(table, &shape);
-                let mut statement = self.tx.prepare_cached(sql).map_err(error)?;
-                let mut n = 0;
-                for value in key.iter() {
-                    n += 1;
-                    bind(&mut statement, n, value).map_err(error)?;
-                }
-                for change in changes {
-                    match change {
-                        Change::Keep => continue,
-                        Change::Set(value) => {
-                            n += 1;
-                            bind(&mut statement, n, value).map_err(error)?;
-                        }
-                        Change::Add(delta) => {
-                            n += 1;
-                            statement.raw_bind_parameter(n, *delta).map_err(error)?;
-                        }
+            // Deletes first: a key is written once per flush, so the order
+            // between a table's deletes and merges does not matter.
+            let mut shapes: BTreeMap<(bool, Shape), Vec<RowWrite<'_, '_>>> = BTreeMap::new();
+            for write in writes {
+                if let (key, Write::Delete) = write {
+                    let sql = self.rows.sql(table, Statement::Delete);
+                    let mut statement = self.tx.prepare_cached(sql).map_err(error)?;
+                    for (i, value) in key.iter().enumerate() {
+                        bind(&mut statement, i + 1, value).map_err(error)?;
                     }
+                    statement.raw_execute().map_err(error)?;
+                } else {
+                    let insert = matches!(write.1, Write::Insert(_));
+                    shapes
+                        .entry((insert, write.1.shape()))
+                        .or_default()
+                        .push(write);
                 }
-                statement.raw_execute().map_err(error)?;
+            }
+            for (shape, rows) in shapes {
+                // Three statement sizes per shape: one statement per row
+                // count would fill the statement cache.
+                let mut rest = &rows[..];
+                for size in [SQLITE_FLUSH_ROWS_MAX, 16, 1] {
+                    let (now, later) = rest.split_at(rest.len() - rest.len() % size);
+                    if !now.is_empty() {
+                        self.merge(table, shape, size, now)?;
+                    }
+                    rest = later;
+                }
             }
             Ok(())
         }
@@ -1967,7 +2276,7 @@ mod pg {
     use postgres::types::ToSql;
     use postgres::{Client, NoTls, Statement, Transaction};
 
-    use super::cache::{Change, RowStore, Write};
+    use super::cache::{RowStore, Shape, Write, Written, shape_kinds};
     use super::{
         CHECKPOINT_TABLE, PG_CONNECT_TIMEOUT_MS, PG_FLUSH_ROWS_MAX,
         PG_RETIRED_DROP_LOCK_TIMEOUT_MS, PG_SWAP_LOCK_TIMEOUT_MS, quote, sql,
@@ -2148,8 +2457,8 @@ mod pg {
         params.iter().map(|p| p.as_ref()).collect()
     }
 
-    /// A row of a merge: its key and one change per value column.
-    type MergeRow<'w> = (&'w [Value], &'w [Change]);
+    /// A row of a merge: its key and write.
+    type MergeRow<'r, 'w> = &'r (&'w [Value], Write<'w>);
 
     /// One column of a multi-row statement's parameters.
     enum ColumnArray<'v> {
@@ -2258,13 +2567,15 @@ mod pg {
         fn merge(
             &mut self,
             table: &Table,
-            shape: &[u8],
-            rows: &[(&[Value], &[Change])],
+            (insert, shape): (bool, Shape),
+            rows: &[MergeRow<'_, '_>],
         ) -> Result<(), ProjectionError> {
+            let kinds = shape_kinds(shape, table.values.len());
             let statement = self.statement(sql::merge(
                 &table_ref(self.schema, table.name),
                 table,
-                shape,
+                &kinds,
+                insert,
                 &unnest,
             ))?;
             let mut arrays: Vec<ColumnArray<'_>> = table
@@ -2274,29 +2585,24 @@ mod pg {
                     table
                         .values
                         .iter()
-                        .zip(shape)
+                        .zip(&kinds)
                         .filter(|(_, k)| **k != 0)
                         .map(|(c, _)| c),
                 )
                 .map(|c| ColumnArray::new(c.ty, rows.len()))
                 .collect();
-            for (key, changes) in rows {
+            for (key, write) in rows {
                 let mut arrays = arrays.iter_mut();
                 for value in key.iter() {
                     arrays.next().expect("one array per column").push(value);
                 }
-                for change in changes.iter() {
-                    match change {
-                        Change::Keep => {}
-                        Change::Set(value) => {
-                            arrays.next().expect("one array per column").push(value)
-                        }
-                        Change::Add(delta) => arrays
-                            .next()
-                            .expect("one array per column")
-                            .push_int(*delta),
+                write.for_each_written(|written| {
+                    let array = arrays.next().expect("one array per column");
+                    match written {
+                        Written::Set(value) => array.push(value),
+                        Written::Add(delta) => array.push_int(delta),
                     }
-                }
+                });
             }
             let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a.as_param()).collect();
             self.tx.execute(&statement, &params).map_err(error)?;
@@ -2335,7 +2641,7 @@ mod pg {
         fn flush(
             &mut self,
             table: &Table,
-            writes: &[(&[Value], &Write)],
+            writes: &[(&[Value], Write<'_>)],
         ) -> Result<(), ProjectionError> {
             // Deletes first: a key is written once per flush, so the order
             // between a table's deletes and merges does not matter.
@@ -2347,18 +2653,19 @@ mod pg {
             for chunk in deletes.chunks(PG_FLUSH_ROWS_MAX) {
                 self.delete(table, chunk)?;
             }
-            let mut shapes: BTreeMap<Vec<u8>, Vec<MergeRow<'_>>> = BTreeMap::new();
-            for (key, write) in writes {
-                if let Write::Merge(changes) = write {
+            let mut shapes: BTreeMap<(bool, Shape), Vec<MergeRow<'_, '_>>> = BTreeMap::new();
+            for write in writes {
+                if !matches!(write.1, Write::Delete) {
+                    let insert = matches!(write.1, Write::Insert(_));
                     shapes
-                        .entry(Write::shape(changes))
+                        .entry((insert, write.1.shape()))
                         .or_default()
-                        .push((key, changes));
+                        .push(write);
                 }
             }
             for (shape, rows) in &shapes {
                 for chunk in rows.chunks(PG_FLUSH_ROWS_MAX) {
-                    self.merge(table, shape, chunk)?;
+                    self.merge(table, *shape, chunk)?;
                 }
             }
             Ok(())

@@ -600,6 +600,8 @@ pub enum CivilAffairsView {
     BenefitContinued(CaBenefitDecision),
     Placed(CaPlacement),
     PlacementEnded(PlacementEnded),
+    /// The person's data key is gone: their wage goes with it.
+    Erased(PersonOnly),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -757,6 +759,9 @@ pub fn civil_affairs(e: &Event) -> Option<CivilAffairsView> {
             placement_id: e.placement_id.clone(),
             person_ref: e.person_ref.clone(),
             end_date: date(e.end_date.as_ref()),
+        }),
+        Event::PersonalDataErased(e) => CivilAffairsView::Erased(PersonOnly {
+            person_ref: e.person_ref.clone(),
         }),
         _ => return None,
     })

@@ -30,6 +30,16 @@ pub mod exchange {
     }
 }
 
+/// The gRPC API of `pathway serve` (feature `grpc`): request and response
+/// messages, `pathway_server::PathwayServer` and `pathway_client::PathwayClient`.
+#[cfg(feature = "grpc")]
+pub mod api {
+    pub mod v1 {
+        #![allow(clippy::all, unreachable_pub, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/pathway.api.v1.rs"));
+    }
+}
+
 /// The compiled schema of the published messages (`pathway.views.v1` and
 /// `pathway.exchange.v1`), for decoding them by reflection (JSON output) and
 /// for their golden fixtures.

@@ -277,6 +277,10 @@ fn start(
 
 #[async_trait::async_trait]
 impl<S: EventStore + Clone> CommandSink<CityReportCommand> for EngineSink<S> {
+    fn keyring(&self) -> Option<&pathway_engine::Keyring> {
+        self.0.keyring()
+    }
+
     async fn send(
         &self,
         stream: &str,

@@ -31,6 +31,9 @@ pub enum SagaError {
     /// Kept losing races on a saga stream.
     #[error("saga {saga_id}: gave up after {attempts} conflicting appends")]
     Conflict { saga_id: String, attempts: u32 },
+    /// The leader lock could not be tried, or a leader's worker task ended.
+    #[error("workflow leadership: {0}")]
+    Leadership(String),
     /// A fault injected by a test at this point.
     #[error("fault injected at {0:?}")]
     Injected(FaultPoint),

@@ -178,6 +178,10 @@ pub fn decide(state: &LedgerState, input: &Input<'_>) -> Transition<LedgerState,
 
 #[async_trait::async_trait]
 impl<S: EventStore + Clone> CommandSink<OnLedger> for EngineSink<S> {
+    fn keyring(&self) -> Option<&pathway_engine::Keyring> {
+        self.0.keyring()
+    }
+
     async fn send(
         &self,
         stream: &str,

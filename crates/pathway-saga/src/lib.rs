@@ -51,6 +51,11 @@
 //! - **Time** comes from a [`Clock`]; tests and the simulator use
 //!   [`ManualClock`] to run years of policy time in seconds.
 //!
+//! - **One leader runs the workflows** ([`workflows::run`]): the routers and
+//!   the sweeper run in the process holding the [`LeaderLock`] (a PostgreSQL
+//!   advisory lock, or an in-process lock for the embedded store); the
+//!   others stand by and take over when the leader's lock ends.
+//!
 //! Fault points ([`FaultPoint`]) let tests stop a router or sweeper between
 //! the steps that matter (before/after a timer's append, between a step's
 //! append and its commands), either by killing the process there or by
@@ -61,6 +66,7 @@ pub mod city_report;
 mod clock;
 mod error;
 mod fault;
+pub mod leader;
 pub mod ledger;
 mod log;
 mod manager;
@@ -68,10 +74,12 @@ pub mod phaseout;
 pub mod router;
 pub mod show;
 pub mod timers;
+pub mod workflows;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::SagaError;
 pub use fault::{FaultHook, FaultPoint, no_faults};
+pub use leader::LeaderLock;
 pub use log::{
     SAGA_CATEGORY, SAGA_NAMESPACE, SAGA_READ_BATCH_EVENTS, SagaLog, StepRecord, TimerEntry,
     TimerStatus, load as load_saga, saga_stream,
@@ -81,3 +89,4 @@ pub use manager::{
 };
 pub use router::Router;
 pub use timers::{SweepReport, Sweeper, TimerIndex};
+pub use workflows::{WorkflowOptions, WorkflowStatus};

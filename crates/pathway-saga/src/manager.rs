@@ -106,6 +106,12 @@ pub trait ProcessManager: Send + Sync + 'static {
 pub trait CommandSink<C>: Send + Sync + 'static {
     /// Applies `command`; idempotent by `meta.command_id`.
     async fn send(&self, stream: &str, command: &C, meta: &CommandMeta) -> Result<(), EngineError>;
+
+    /// The keyring that opens personal fields of input events, if any (the
+    /// engine's): without one, a saga sees personal fields sealed.
+    fn keyring(&self) -> Option<&pathway_engine::Keyring> {
+        None
+    }
 }
 
 /// The id of the `index`-th command of step `step` of saga `saga_id`.

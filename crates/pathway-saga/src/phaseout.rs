@@ -304,6 +304,10 @@ pub struct EngineSink<S>(pub Engine<S>);
 
 #[async_trait::async_trait]
 impl<S: EventStore + Clone> CommandSink<HouseholdCommand> for EngineSink<S> {
+    fn keyring(&self) -> Option<&pathway_engine::Keyring> {
+        self.0.keyring()
+    }
+
     async fn send(
         &self,
         stream: &str,

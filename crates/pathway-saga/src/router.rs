@@ -77,7 +77,7 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
                     if r.position >= next_position {
                         break 'learn;
                     }
-                    let event = decode(r).map_err(|e| decode_error(r, e.to_string()))?;
+                    let event = open_decode(&sink, r).await?;
                     pm.correlate(&event);
                     from = r.position + 1;
                 }
@@ -181,7 +181,7 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
     }
 
     async fn route(&mut self, r: &RecordedEvent) -> Result<(), SagaError> {
-        let event = decode(r).map_err(|e| decode_error(r, e.to_string()))?;
+        let event = open_decode(&self.sink, r).await?;
         if let Event::SagaTimerFired(_) = &event {
             let prefix = format!("{}-{}-", log::SAGA_CATEGORY, P::KIND);
             if r.stream_id.starts_with(&prefix) {
@@ -422,6 +422,21 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
         }
         Ok(())
     }
+}
+
+/// Decodes an input and opens its personal fields with the sink's keyring.
+async fn open_decode<C, K: CommandSink<C>>(
+    sink: &K,
+    r: &RecordedEvent,
+) -> Result<Event, SagaError> {
+    let mut event = decode(r).map_err(|e| decode_error(r, e.to_string()))?;
+    if let Some(keyring) = sink.keyring() {
+        keyring
+            .open(r.event_id, &mut event)
+            .await
+            .map_err(|e| decode_error(r, e.to_string()))?;
+    }
+    Ok(event)
 }
 
 /// The position a router resumes from (1 when it never checkpointed).

@@ -1,7 +1,10 @@
 //! `pathway serve`: the department-facing HTTP API.
 //!
-//! One process runs the command engine behind a JSON API and, unless turned
-//! off, the projectors of every read model. Each request is authenticated by
+//! One process runs the command engine behind a JSON API and, each unless
+//! turned off, the background [`workers`]: the projectors of every read
+//! model, the workflows (saga routers and the durable-timer sweeper, one
+//! leader per database), the NATS relay (one leader per database; off
+//! without a NATS URL) and a periodic tail verification of the hash chain. Each request is authenticated by
 //! a signed bearer token ([`token`]), rate-limited per department office
 //! ([`rate`]), authorized against the checked-in policy ([`policy`]) and, for
 //! a city office, scoped to its city ([`api`]).
@@ -10,25 +13,29 @@
 //! |---|---|
 //! | `POST /v1/commands` | one JSON command envelope (docs/commands.md), or an array of them (a batch) |
 //! | `GET /v1/models/{model}/{table}?city=&year=` | rows of a read model the caller may read |
+//! | `POST /pathway.api.v1.Pathway/*` | the same API over gRPC, on the same port ([`grpc`]) |
 //! | `GET /healthz` | the process is up |
-//! | `GET /readyz` | the log answers and every read model is within the lag bound |
+//! | `GET /readyz` | the log answers, every read model is within the lag bound and no worker failed |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Layout as in zero2prod: [`Application::build`] binds the listener (port 0
 //! in tests) and opens the store from [`Settings`]; [`Application::run_until_stopped`]
-//! serves until the shutdown future resolves, then drains in-flight requests
-//! and stops the projectors, which flush their checkpoints.
+//! serves until the shutdown future resolves (SIGTERM or Ctrl-C in the
+//! binary), then stops accepting, drains in-flight requests and stops the
+//! workers ([`workers::Workers::stop`]), all within `workers.drain_timeout_ms`.
 
 pub mod api;
+pub mod grpc;
 pub mod metrics;
 pub mod policy;
 pub mod rate;
 pub mod settings;
 pub mod token;
+pub mod workers;
 
 use std::{future::Future, sync::Arc};
 
-use pathway_projections::{ProjectionError, models, runtime::ReadStore};
+use pathway_projections::{ProjectionError, runtime::ReadStore};
 use pathway_store::{EventStore, StoreError, embedded::EmbeddedStore, postgres::PostgresStore};
 use tokio::net::TcpListener;
 
@@ -65,6 +72,45 @@ enum Opened {
     Postgres(PostgresStore),
 }
 
+/// The keyring of personal-data keys: the master key from the settings (or,
+/// for an embedded store only, the data directory's own `master.key`), the
+/// key table beside the log.
+async fn open_keyring(
+    settings: &Settings,
+    store: &Opened,
+) -> Result<pathway_engine::Keyring, ServerError> {
+    use pathway_keys::MasterKey;
+    let keys =
+        |e: pathway_keys::KeyError| ServerError::Settings(format!("personal-data keys: {e}"));
+    let master = match (&settings.master_key, &settings.master_key_file) {
+        (Some(key), _) => Some(MasterKey::from_base64(key.expose()).map_err(keys)?),
+        (None, Some(path)) => Some(MasterKey::load_or_create(path).map_err(keys)?),
+        (None, None) => None,
+    };
+    match (store, &settings.store) {
+        (Opened::Embedded(_), StoreLocation::Embedded { data_dir }) => {
+            pathway_keys::embedded_keyring(data_dir, master)
+                .await
+                .map_err(keys)
+        }
+        (Opened::Postgres(s), _) => {
+            let master = master.ok_or_else(|| {
+                ServerError::Settings(
+                    "serving PostgreSQL needs the deployment's master key: set \
+                     PATHWAY_MASTER_KEY or master_key_file (a new one: pathway keys generate)"
+                        .to_owned(),
+                )
+            })?;
+            pathway_keys::postgres_keyring(s.pool().clone(), master)
+                .await
+                .map_err(keys)
+        }
+        (Opened::Embedded(_), StoreLocation::Postgres { .. }) => {
+            unreachable!("an embedded store has a data dir")
+        }
+    }
+}
+
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
@@ -73,7 +119,30 @@ pub struct Application {
     read_store: ReadStore,
     settings: Settings,
     policy: Policy,
+    keyring: pathway_engine::Keyring,
+    mounts: Vec<(String, Mount)>,
 }
+
+/// The opened log, for routers mounted beside the API.
+#[derive(Clone)]
+pub enum OpenedStore {
+    Embedded(EmbeddedStore),
+    Postgres(PostgresStore),
+}
+
+/// What a router mounted beside the API gets: the server's own store, read
+/// models, policy and credentials checks.
+pub struct MountContext {
+    pub store: OpenedStore,
+    pub read_store: ReadStore,
+    pub policy: Policy,
+    pub secret: settings::Secret,
+    pub revocations: Revocations,
+    pub keyring: pathway_engine::Keyring,
+}
+
+/// Makes a router to mount at a path (e.g. the web console at `/console`).
+pub type Mount = Box<dyn FnOnce(MountContext) -> axum::Router + Send>;
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -105,6 +174,7 @@ impl Application {
                 },
             ),
         };
+        let keyring = open_keyring(&settings, &store).await?;
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -126,7 +196,16 @@ impl Application {
             read_store,
             settings,
             policy,
+            keyring,
+            mounts: Vec::new(),
         })
+    }
+
+    /// Serves the router `make` builds under `path` (e.g. `/console`), beside
+    /// the API, with the same store, policy and credentials.
+    pub fn mount(mut self, path: &str, make: Mount) -> Self {
+        self.mounts.push((path.to_owned(), make));
+        self
     }
 
     /// The port actually bound (useful with port 0).
@@ -135,26 +214,41 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, lets in-flight
-    /// requests finish, and stops the projectors (each commits its last
-    /// batch and checkpoint before it returns).
+    /// requests finish, and stops the workers: workflows, relay, chain
+    /// verifier, then the projectors, which commit their last batch and catch
+    /// up to the head. All of it within `workers.drain_timeout_ms`.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         match self.store.clone() {
-            Opened::Embedded(s) => self.run(s, shutdown).await,
-            Opened::Postgres(s) => self.run(s, shutdown).await,
+            Opened::Embedded(s) => {
+                let dir = match &self.settings.store {
+                    StoreLocation::Embedded { data_dir } => data_dir.clone(),
+                    StoreLocation::Postgres { .. } => {
+                        unreachable!("an embedded store has a data dir")
+                    }
+                };
+                self.run(s, workers::Backend::Embedded(dir), shutdown).await
+            }
+            Opened::Postgres(s) => {
+                let backend = workers::Backend::Postgres(s.clone());
+                self.run(s, backend, shutdown).await
+            }
         }
     }
 
     async fn run<S: EventStore + Clone>(
         self,
         store: S,
+        backend: workers::Backend,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let secret = self.settings.require_token_secret()?.clone();
+        let metrics = Metrics::new();
+        let mount_policy = self.policy.clone();
         let state = Arc::new(AppState {
-            engine: pathway_engine::Engine::new(store.clone()),
+            engine: pathway_engine::Engine::new(store.clone()).with_keyring(self.keyring.clone()),
             read_store: self.read_store.clone(),
             secret,
             policy: self.policy,
@@ -164,56 +258,94 @@ impl Application {
             ),
             rate: RateLimiter::new(self.settings.limits.requests_per_second_per_department),
             limits: self.settings.limits,
-            metrics: Metrics::new(),
+            metrics: metrics.clone(),
             ready_lag_positions_max: self.settings.ready_lag_positions_max,
+            streams: grpc::Streams::default(),
         });
-        let (stop_projectors, projectors_stop) = tokio::sync::watch::channel(false);
-        let mut projectors = tokio::task::JoinSet::new();
-        if self.settings.projectors {
-            for projection in models::all() {
-                let (store, target, stop) = (
-                    store.clone(),
-                    self.read_store.clone(),
-                    projectors_stop.clone(),
-                );
-                let name = projection.name();
-                // Named by its span: task names need tokio_unstable.
-                let span = tracing::info_span!("projector", model = name);
-                projectors.spawn(tracing::Instrument::instrument(
-                    async move {
-                        let result =
-                            pathway_projections::runtime::follow(&store, &target, projection, stop)
-                                .await;
-                        (name, result)
-                    },
-                    span,
-                ));
-            }
-        }
+        let workers = workers::Workers::start(
+            store,
+            backend,
+            self.read_store.clone(),
+            &self.settings,
+            metrics,
+            self.keyring.clone(),
+        )
+        .await;
         tracing::info!(
             port = self.port,
             projectors = self.settings.projectors,
+            sagas = self.settings.sagas,
+            relay = self.settings.relay,
             "serving"
         );
-        let served = axum::serve(self.listener, api::router(state))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServerError::Serve);
-        tracing::info!("stopped accepting; in-flight requests drained, stopping projectors");
-        stop_projectors.send(true).ok();
-        while let Some(done) = projectors.join_next().await {
-            match done {
-                Ok((name, Ok(checkpoint))) => {
-                    tracing::info!(model = name, checkpoint, "projector stopped");
-                }
-                Ok((name, Err(e))) => {
-                    tracing::error!(model = name, error = %e, "projector failed");
-                }
-                Err(e) => tracing::error!(error = %e, "projector task panicked"),
-            }
+        let streams = state.streams.clone();
+        let mut router = build_router(state, workers.health());
+        for (path, make) in self.mounts {
+            let ctx = MountContext {
+                store: match &self.store {
+                    Opened::Embedded(s) => OpenedStore::Embedded(s.clone()),
+                    Opened::Postgres(s) => OpenedStore::Postgres(s.clone()),
+                },
+                read_store: self.read_store.clone(),
+                policy: mount_policy.clone(),
+                secret: self.settings.require_token_secret()?.clone(),
+                revocations: Revocations::new(
+                    &self.settings.revoked_tokens,
+                    self.settings.revocation_file.clone(),
+                ),
+                keyring: self.keyring.clone(),
+            };
+            router = router.nest(&path, make(ctx));
         }
+        let drain = std::time::Duration::from_millis(self.settings.workers.drain_timeout_ms);
+        let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            streams.stop(); // open gRPC event streams end, so the drain is not held up
+            signalled.send(()).ok();
+        });
+        let mut serving = tokio::spawn(std::future::IntoFuture::into_future(serve));
+        // The whole shutdown (requests, then workers) ends by `deadline`.
+        let (served, deadline) = tokio::select! {
+            done = &mut serving => (done, tokio::time::Instant::now() + drain),
+            _ = on_signal => {
+                tracing::info!("stopped accepting; draining in-flight requests");
+                let deadline = tokio::time::Instant::now() + drain;
+                match tokio::time::timeout_at(deadline, &mut serving).await {
+                    Ok(done) => (done, deadline),
+                    Err(_) => {
+                        tracing::error!(
+                            drain_timeout_ms = drain.as_millis() as u64,
+                            "in-flight requests not finished within the drain timeout; cut off"
+                        );
+                        serving.abort();
+                        (Ok(Ok(())), deadline)
+                    }
+                }
+            }
+        };
+        let served = match served {
+            Ok(result) => result.map_err(ServerError::Serve),
+            Err(e) => Err(ServerError::Serve(std::io::Error::other(e))),
+        };
+        tracing::info!("requests drained; stopping the workers");
+        workers.stop(deadline).await;
+        tracing::info!("stopped");
         served
     }
+}
+
+/// Every HTTP route: the API of [`api::router`] (plus the routes mounted
+/// beside it here), wrapped in the readiness layer that adds the workers'
+/// health to `/readyz`. The one place the router is built.
+fn build_router<S: EventStore + Clone>(
+    state: Arc<AppState<S>>,
+    health: workers::WorkerHealth,
+) -> axum::Router {
+    api::router(state).layer(axum::middleware::from_fn_with_state(
+        health,
+        workers::readiness,
+    ))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

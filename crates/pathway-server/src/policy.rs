@@ -5,6 +5,10 @@
 //!
 //! Region scoping is not in the file: a token that carries a city (a city
 //! DPF's) is scoped to that city whatever its department (see `api`).
+//!
+//! Also here: which reads are reads of personal data ([`personal_subject`],
+//! [`PERSONAL_VIEWS`]), each of which needs a stated purpose and is recorded
+//! in the log as a `PersonalDataAccessed` event.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -87,9 +91,75 @@ impl Policy {
     }
 }
 
+/// Columns (and view fields) that name the subject a row or event is about,
+/// most specific first, with the kind of subject they name.
+pub const SUBJECT_KEYS: &[(&str, SubjectKind)] = &[
+    ("person_ref", SubjectKind::Person),
+    ("household_ref", SubjectKind::Household),
+    ("ledger_id", SubjectKind::Ledger),
+];
+
+/// View fields that name persons in a streamed department view.
+pub const VIEW_SUBJECT_FIELDS: &[&str] = &["person_ref", "member_person_refs"];
+
+/// What a personal-data read is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKind {
+    Person,
+    Household,
+    /// A graduate's ledger (one per graduate and year).
+    Ledger,
+}
+
+/// The subject column of a read-model table whose rows are about one
+/// person, household or graduate ledger; such a table holds personal data
+/// and every column of its rows is a personal field of that subject. `None`
+/// for tables of counts and of organisations.
+pub fn personal_subject(table: &pathway_projections::Table) -> Option<(&'static str, SubjectKind)> {
+    SUBJECT_KEYS
+        .iter()
+        .find(|(key, _)| table.columns().any(|c| c.name == *key))
+        .copied()
+}
+
+/// Department views whose streamed events carry personal data (person
+/// references with what happened to them, and for the DPF and Civil Affairs
+/// P2 values). The SASAC and committee views hold no person reference.
+pub const PERSONAL_VIEWS: &[&str] = &["dpf", "hrss", "civil_affairs", "education"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn personal_tables_are_those_about_one_subject() {
+        let mut personal = Vec::new();
+        for model in pathway_projections::models::all() {
+            for table in model.tables() {
+                if let Some((key, _)) = personal_subject(table) {
+                    personal.push(format!("{}.{} by {key}", model.name(), table.name));
+                }
+            }
+        }
+        let personal: Vec<&str> = personal
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !t.contains(".lookup_"))
+            .collect();
+        assert_eq!(
+            personal,
+            [
+                "dpf.persons by person_ref",
+                "hrss.job_seekers by person_ref",
+                "hrss.training by person_ref",
+                "hrss.phase_out_flags by person_ref",
+                "civil_affairs.households by household_ref",
+                "civil_affairs.members by person_ref",
+                "civil_affairs.member_employment by person_ref",
+                "education.graduate_outcomes by ledger_id",
+            ]
+        );
+    }
 
     #[test]
     fn checked_in_policy_parses_and_separates_departments() {

@@ -30,6 +30,21 @@ pub const REQUESTS_PER_SECOND_PER_DEPARTMENT_DEFAULT: u32 = 50;
 pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Default bound for `/readyz`: positions a read model may be behind.
 pub const READY_LAG_POSITIONS_MAX_DEFAULT: u64 = 1_000;
+/// Default time a shutdown may take to drain in-flight requests, and again
+/// to stop the workers (projectors, workflows, relay), in milliseconds.
+pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 20_000;
+/// Default pause between two sweeps of the timer sweeper, in milliseconds.
+pub const SWEEP_INTERVAL_MS_DEFAULT: u64 = pathway_saga::workflows::SWEEP_INTERVAL_MS_DEFAULT;
+/// Default age past its due time at which a pending saga timer counts as overdue.
+pub const TIMER_OVERDUE_AFTER_MS_DEFAULT: u64 =
+    pathway_saga::workflows::TIMER_OVERDUE_AFTER_MS_DEFAULT;
+/// Default pause between two tail verifications of the hash chain, in
+/// milliseconds (0 turns the verification off).
+pub const CHAIN_VERIFY_INTERVAL_MS_DEFAULT: u64 = 60_000;
+/// Default most positions one tail verification checks.
+pub const CHAIN_VERIFY_BATCH_EVENTS_MAX_DEFAULT: u64 = 100_000;
+/// Default name of the relay's checkpoint.
+pub const RELAY_NAME_DEFAULT: &str = "default";
 /// Shortest token-signing secret accepted, in bytes.
 pub const TOKEN_SECRET_BYTES_MIN: usize = 32;
 
@@ -100,6 +115,70 @@ pub struct Settings {
     /// Run the projectors of every read model inside the server.
     pub projectors: bool,
     pub ready_lag_positions_max: u64,
+    /// Run the workflows (saga routers and the timer sweeper; one leader per database).
+    pub sagas: bool,
+    /// Run the NATS relay (one leader per database); needs [`Settings::nats`].
+    pub relay: bool,
+    /// How to reach NATS; without a URL the relay is off.
+    pub nats: NatsSettings,
+    pub workers: WorkerSettings,
+    /// The master key wrapping personal-data keys (base64 of 32 bytes).
+    pub master_key: Option<Secret>,
+    /// A file holding the master key, when it is not given directly.
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// How the relay reaches NATS and sizes its streams.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// Name of the relay's checkpoint.
+    pub relay_name: String,
+    /// Bound of each stream on disk, in bytes.
+    pub stream_max_bytes: i64,
+    /// Copies of each stream (3 on a 3-node cluster).
+    pub stream_replicas: u8,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        NatsSettings {
+            url: None,
+            user: None,
+            password: None,
+            relay_name: RELAY_NAME_DEFAULT.to_owned(),
+            stream_max_bytes: pathway_bus::limits::STREAM_MAX_BYTES_DEFAULT,
+            stream_replicas: 1,
+        }
+    }
+}
+
+/// Timing of the background workers and of shutdown, each with its unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Bound of each shutdown stage (draining requests; stopping workers).
+    pub drain_timeout_ms: u64,
+    pub sweep_interval_ms: u64,
+    pub timer_overdue_after_ms: u64,
+    /// 0 turns the periodic tail verification of the hash chain off.
+    pub chain_verify_interval_ms: u64,
+    pub chain_verify_batch_events_max: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            drain_timeout_ms: DRAIN_TIMEOUT_MS_DEFAULT,
+            sweep_interval_ms: SWEEP_INTERVAL_MS_DEFAULT,
+            timer_overdue_after_ms: TIMER_OVERDUE_AFTER_MS_DEFAULT,
+            chain_verify_interval_ms: CHAIN_VERIFY_INTERVAL_MS_DEFAULT,
+            chain_verify_batch_events_max: CHAIN_VERIFY_BATCH_EVENTS_MAX_DEFAULT,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -118,6 +197,12 @@ impl Default for Settings {
             limits: Limits::default(),
             projectors: true,
             ready_lag_positions_max: READY_LAG_POSITIONS_MAX_DEFAULT,
+            sagas: true,
+            relay: true,
+            nats: NatsSettings::default(),
+            workers: WorkerSettings::default(),
+            master_key: None,
+            master_key_file: None,
         }
     }
 }
@@ -128,16 +213,32 @@ impl Default for Settings {
 /// listen = "0.0.0.0:8080"
 /// database_url = "postgres://pathway@db/pathway"   # or data_dir = "…"
 /// token_secret = "…"                               # better: PATHWAY_TOKEN_SECRET
+/// master_key_file = "/run/secrets/pathway-master-key" # or PATHWAY_MASTER_KEY
 /// policy_file = "deploy/policy/authorization.toml"
 /// revocation_file = "/etc/pathway/revoked-tokens"
 /// revoked_tokens = ["3f1e…"]
 /// projectors = true
+/// sagas = true                                     # routers + timer sweeper (one leader)
+/// relay = true                                     # NATS relay (one leader); needs [nats] url
 /// ready_lag_positions_max = 1000
 /// [limits]
 /// request_body_bytes_max = 1048576
 /// commands_per_batch_max = 100
 /// requests_per_second_per_department = 50
 /// request_timeout_ms = 10000
+/// [nats]
+/// url = "nats://nats:4222"
+/// user = "pathway"
+/// password = "…"                                   # better: PATHWAY_NATS_PASSWORD
+/// relay_name = "default"
+/// stream_max_bytes = 8589934592
+/// stream_replicas = 1
+/// [workers]
+/// drain_timeout_ms = 20000
+/// sweep_interval_ms = 1000
+/// timer_overdue_after_ms = 60000
+/// chain_verify_interval_ms = 60000                 # 0: off
+/// chain_verify_batch_events_max = 100000
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,7 +253,12 @@ pub struct SettingsFile {
     pub revoked_tokens: Vec<String>,
     pub limits: Option<Limits>,
     pub projectors: Option<bool>,
+    pub sagas: Option<bool>,
+    pub relay: Option<bool>,
     pub ready_lag_positions_max: Option<u64>,
+    pub nats: Option<NatsSettings>,
+    pub workers: Option<WorkerSettings>,
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// The top layer: environment and flags, as merged by the binary. `None`
@@ -172,6 +278,23 @@ pub struct Overrides {
     pub ready_lag_positions_max: Option<u64>,
     /// `Some(false)` turns the in-process projectors off.
     pub projectors: Option<bool>,
+    /// `Some(false)` turns the workflows (routers and sweeper) off.
+    pub sagas: Option<bool>,
+    /// `Some(false)` turns the relay off.
+    pub relay: Option<bool>,
+    pub nats_url: Option<String>,
+    pub nats_user: Option<String>,
+    pub nats_password: Option<Secret>,
+    pub relay_name: Option<String>,
+    pub stream_max_bytes: Option<i64>,
+    pub stream_replicas: Option<u8>,
+    pub drain_timeout_ms: Option<u64>,
+    pub sweep_interval_ms: Option<u64>,
+    pub timer_overdue_after_ms: Option<u64>,
+    pub chain_verify_interval_ms: Option<u64>,
+    pub chain_verify_batch_events_max: Option<u64>,
+    pub master_key: Option<Secret>,
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -210,6 +333,11 @@ impl Settings {
         self.revoked_tokens.extend(file.revoked_tokens);
         self.limits = file.limits.unwrap_or(self.limits);
         self.projectors = file.projectors.unwrap_or(self.projectors);
+        self.sagas = file.sagas.unwrap_or(self.sagas);
+        self.relay = file.relay.unwrap_or(self.relay);
+        self.nats = file.nats.unwrap_or_else(|| self.nats.clone());
+        self.workers = file.workers.unwrap_or(self.workers);
+        self.master_key_file = file.master_key_file.or(self.master_key_file.take());
         self.ready_lag_positions_max = file
             .ready_lag_positions_max
             .unwrap_or(self.ready_lag_positions_max);
@@ -240,6 +368,27 @@ impl Settings {
             .ready_lag_positions_max
             .unwrap_or(self.ready_lag_positions_max);
         self.projectors = o.projectors.unwrap_or(self.projectors);
+        self.sagas = o.sagas.unwrap_or(self.sagas);
+        self.relay = o.relay.unwrap_or(self.relay);
+        let n = &mut self.nats;
+        n.url = o.nats_url.or(n.url.take());
+        n.user = o.nats_user.or(n.user.take());
+        n.password = o.nats_password.or(n.password.take());
+        n.relay_name = o.relay_name.unwrap_or(std::mem::take(&mut n.relay_name));
+        n.stream_max_bytes = o.stream_max_bytes.unwrap_or(n.stream_max_bytes);
+        n.stream_replicas = o.stream_replicas.unwrap_or(n.stream_replicas);
+        let w = &mut self.workers;
+        w.drain_timeout_ms = o.drain_timeout_ms.unwrap_or(w.drain_timeout_ms);
+        w.sweep_interval_ms = o.sweep_interval_ms.unwrap_or(w.sweep_interval_ms);
+        w.timer_overdue_after_ms = o.timer_overdue_after_ms.unwrap_or(w.timer_overdue_after_ms);
+        w.chain_verify_interval_ms = o
+            .chain_verify_interval_ms
+            .unwrap_or(w.chain_verify_interval_ms);
+        w.chain_verify_batch_events_max = o
+            .chain_verify_batch_events_max
+            .unwrap_or(w.chain_verify_batch_events_max);
+        self.master_key = o.master_key.or(self.master_key.take());
+        self.master_key_file = o.master_key_file.or(self.master_key_file.take());
     }
 
     /// Refuses settings the server cannot run safely with.
@@ -257,6 +406,26 @@ impl Settings {
         }
         if l.request_timeout_ms == 0 {
             return bad("limits.request_timeout_ms must be at least 1");
+        }
+        let w = &self.workers;
+        if w.drain_timeout_ms == 0 {
+            return bad("workers.drain_timeout_ms must be at least 1");
+        }
+        if w.sweep_interval_ms == 0 {
+            return bad("workers.sweep_interval_ms must be at least 1");
+        }
+        if w.chain_verify_interval_ms > 0 && w.chain_verify_batch_events_max == 0 {
+            return bad("workers.chain_verify_batch_events_max must be at least 1");
+        }
+        let n = &self.nats;
+        if n.stream_max_bytes <= 0 {
+            return bad("nats.stream_max_bytes must be at least 1");
+        }
+        if !(1..=5).contains(&n.stream_replicas) {
+            return bad("nats.stream_replicas must be 1 to 5");
+        }
+        if n.relay_name.is_empty() {
+            return bad("nats.relay_name must not be empty");
         }
         Ok(())
     }
@@ -317,16 +486,54 @@ mod tests {
     }
 
     #[test]
+    fn workers_are_on_by_default_and_layered() {
+        let mut s = Settings::default();
+        assert!(s.projectors && s.sagas && s.relay);
+        assert_eq!(s.nats.url, None, "no NATS unless configured");
+        s.apply_file(
+            r#"
+            sagas = false
+            [nats]
+            url = "nats://from-file:4222"
+            stream_replicas = 3
+            [workers]
+            drain_timeout_ms = 5000
+            "#,
+        )
+        .expect("file parses");
+        assert!(!s.sagas);
+        assert_eq!(s.nats.url.as_deref(), Some("nats://from-file:4222"));
+        assert_eq!(s.nats.relay_name, RELAY_NAME_DEFAULT);
+        assert_eq!(s.workers.drain_timeout_ms, 5000);
+        assert_eq!(s.workers.sweep_interval_ms, SWEEP_INTERVAL_MS_DEFAULT);
+        s.apply(Overrides {
+            relay: Some(false),
+            nats_url: Some("nats://from-env:4222".to_owned()),
+            chain_verify_interval_ms: Some(0),
+            ..Overrides::default()
+        });
+        assert!(!s.relay);
+        assert_eq!(s.nats.url.as_deref(), Some("nats://from-env:4222"));
+        assert_eq!(s.nats.stream_replicas, 3);
+        assert_eq!(s.workers.chain_verify_interval_ms, 0);
+        s.check().expect("valid");
+        s.workers.drain_timeout_ms = 0;
+        assert!(s.check().is_err());
+    }
+
+    #[test]
     fn debug_never_shows_secrets() {
         let mut s = Settings::default();
         s.apply(Overrides {
             token_secret: Some(Secret::new("top-secret-signing-key")),
             database_url: Some(Secret::new("postgres://u:hunter2@db/x")),
+            nats_password: Some(Secret::new("nats-hunter3")),
             ..Overrides::default()
         });
         let shown = format!("{s:?}");
         assert!(!shown.contains("top-secret"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("hunter3"), "{shown}");
     }
 
     #[test]

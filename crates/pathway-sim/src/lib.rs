@@ -10,6 +10,7 @@
 
 mod life;
 mod names;
+pub mod sink;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ use pathway_domain::{Aggregate, pb};
 use pathway_engine::{CommandMeta, Engine, EngineError, Handled};
 use pathway_store::EventStore;
 use rand::{Rng, SeedableRng, rngs::StdRng};
+use sink::{CommandSink, Sent};
 use uuid::Uuid;
 
 pub use life::Employer;
@@ -79,7 +81,8 @@ pub struct Graduate {
 }
 
 impl SimStats {
-    fn merge(&mut self, other: SimStats) {
+    /// Adds `other`'s counts and maps to these.
+    pub fn merge(&mut self, other: SimStats) {
         self.commands_accepted += other.commands_accepted;
         self.commands_rejected += other.commands_rejected;
         self.events_appended += other.events_appended;
@@ -106,22 +109,26 @@ pub enum SimError {
     /// The engine failed for a reason other than a rule (store down, conflict storm …).
     #[error("simulated command on {stream} failed: {source}")]
     Engine { stream: String, source: EngineError },
+    /// A [`CommandSink`] other than the engine could not deliver a command
+    /// (or was told to stop).
+    #[error("simulated command on {stream} not delivered: {message}")]
+    Sink { stream: String, message: String },
 }
 
 /// Sends commands on behalf of one simulated actor and tallies the outcome.
-pub(crate) struct Actor<'a, S> {
-    engine: &'a Engine<S>,
+pub(crate) struct Actor<'a, K> {
+    sink: &'a K,
     rng: StdRng,
     pub(crate) stats: SimStats,
     correlation_id: Uuid,
 }
 
-impl<'a, S: EventStore + Clone> Actor<'a, S> {
-    fn new(engine: &'a Engine<S>, seed: u64, stream_seed: u64) -> Self {
+impl<'a, K: CommandSink> Actor<'a, K> {
+    fn new(sink: &'a K, seed: u64, stream_seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed ^ stream_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let correlation_id = Uuid::from_u128(rng.random());
         Actor {
-            engine,
+            sink,
             rng,
             stats: SimStats::default(),
             correlation_id,
@@ -139,14 +146,17 @@ impl<'a, S: EventStore + Clone> Actor<'a, S> {
 
     /// Sends `command` to `stream` as `department` at 10:00 China time on `on`.
     /// A rejection is tallied and returned as `None`; other failures stop the run.
-    pub(crate) async fn send<A: Aggregate>(
+    pub(crate) async fn send<A: Aggregate + Send>(
         &mut self,
         stream: &str,
         command: &A::Command,
         department: pb::Department,
         region: &str,
         on: NaiveDate,
-    ) -> Result<Option<Handled>, SimError> {
+    ) -> Result<Option<Handled>, SimError>
+    where
+        A::Command: serde::Serialize + Sync,
+    {
         let meta = CommandMeta {
             command_id: self.uuid(),
             correlation_id: self.correlation_id,
@@ -156,21 +166,17 @@ impl<'a, S: EventStore + Clone> Actor<'a, S> {
             actor_id: format!("sim-{}", department.as_str_name().to_ascii_lowercase()),
             now: at_ten_cst(on),
         };
-        match self.engine.handle::<A>(stream, command, &meta).await {
-            Ok(h) => {
+        match self.sink.send::<A>(stream, command, &meta).await? {
+            Sent::Accepted(h) => {
                 self.stats.commands_accepted += 1;
                 self.stats.events_appended += h.events.len() as u64;
                 Ok(Some(h))
             }
-            Err(EngineError::Rejected(r)) => {
+            Sent::Rejected(r) => {
                 self.stats.commands_rejected += 1;
-                *self.stats.rejections.entry(r.to_string()).or_default() += 1;
+                *self.stats.rejections.entry(r).or_default() += 1;
                 Ok(None)
             }
-            Err(source) => Err(SimError::Engine {
-                stream: stream.to_owned(),
-                source,
-            }),
         }
     }
 }
@@ -193,24 +199,20 @@ pub async fn run<S: EventStore + Clone>(
     cfg: &SimConfig,
     progress: impl Fn(usize, usize),
 ) -> Result<SimStats, SimError> {
-    let mut stats = SimStats::default();
-    let mut actor = Actor::new(engine, cfg.seed, u64::MAX / 3);
-    life::programmes(&mut actor).await?;
-    stats.merge(actor.stats);
-    let employer_count = (cfg.persons * EMPLOYERS_PER_THOUSAND_PERSONS / 1000).max(13);
-    let mut employers = Vec::with_capacity(employer_count);
-    for i in 0..employer_count {
-        let mut actor = Actor::new(engine, cfg.seed, u64::MAX - i as u64);
-        employers.push(life::employer(&mut actor, i).await?);
-        stats.merge(actor.stats);
-    }
+    run_with(engine, cfg, progress).await
+}
+
+/// [`run`] through any [`CommandSink`]: the same commands, in the same order
+/// per actor, sent wherever the sink sends them.
+pub async fn run_with<K: CommandSink>(
+    sink: &K,
+    cfg: &SimConfig,
+    progress: impl Fn(usize, usize),
+) -> Result<SimStats, SimError> {
+    let (employers, mut stats) = setup(sink, cfg.seed, cfg.persons).await?;
     let employers = &employers;
     let mut lives = stream::iter(0..cfg.persons)
-        .map(|i| async move {
-            let mut actor = Actor::new(engine, cfg.seed, i as u64);
-            life::person(&mut actor, employers).await?;
-            Ok::<_, SimError>(actor.stats)
-        })
+        .map(|i| person(sink, cfg.seed, i, employers))
         .buffer_unordered(cfg.concurrency.max(1));
     let mut done = 0;
     while let Some(result) = lives.next().await {
@@ -218,11 +220,58 @@ pub async fn run<S: EventStore + Clone>(
         done += 1;
         progress(done, cfg.persons);
     }
-    let mut actor = Actor::new(engine, cfg.seed, u64::MAX / 4);
-    life::graduates(&mut actor, &stats.graduates).await?;
-    stats.merge(actor.stats);
-    let mut actor = Actor::new(engine, cfg.seed, u64::MAX / 2);
+    stats.merge(graduates(sink, cfg.seed, &stats.graduates).await?);
+    let mut actor = Actor::new(sink, cfg.seed, u64::MAX / 2);
     life::governance(&mut actor, &stats).await?;
     stats.merge(actor.stats);
     Ok(stats)
+}
+
+/// The first phase of a run: the training programmes of every city and year,
+/// then the employers and public units (as many as `persons` calls for).
+/// Person lives place persons with the employers returned.
+pub async fn setup<K: CommandSink>(
+    sink: &K,
+    seed: u64,
+    persons: usize,
+) -> Result<(Vec<Employer>, SimStats), SimError> {
+    let mut stats = SimStats::default();
+    let mut actor = Actor::new(sink, seed, u64::MAX / 3);
+    life::programmes(&mut actor).await?;
+    stats.merge(actor.stats);
+    let employer_count = (persons * EMPLOYERS_PER_THOUSAND_PERSONS / 1000).max(13);
+    let mut employers = Vec::with_capacity(employer_count);
+    for i in 0..employer_count {
+        let mut actor = Actor::new(sink, seed, u64::MAX - i as u64);
+        employers.push(life::employer(&mut actor, i).await?);
+        stats.merge(actor.stats);
+    }
+    Ok((employers, stats))
+}
+
+/// Person `index`'s life (registration, the Four Ones, training, placements,
+/// a dibao household's reassessments): its commands depend only on `seed`
+/// and `index`.
+pub async fn person<K: CommandSink>(
+    sink: &K,
+    seed: u64,
+    index: usize,
+    employers: &[Employer],
+) -> Result<SimStats, SimError> {
+    let mut actor = Actor::new(sink, seed, index as u64);
+    life::person(&mut actor, employers).await?;
+    Ok(actor.stats)
+}
+
+/// Education's graduate cohorts of each plan year (`edu-<year>`) for the
+/// registered graduates in `graduates`, their matching, and each matched
+/// graduate's ledger. Run once per log: a cohort is received once.
+pub async fn graduates<K: CommandSink>(
+    sink: &K,
+    seed: u64,
+    graduates: &BTreeMap<String, Graduate>,
+) -> Result<SimStats, SimError> {
+    let mut actor = Actor::new(sink, seed, u64::MAX / 4);
+    life::graduates(&mut actor, graduates).await?;
+    Ok(actor.stats)
 }

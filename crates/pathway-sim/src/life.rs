@@ -28,11 +28,10 @@ use pathway_domain::{
     validate::{self, CITIES, City},
     welfare::{Fund, FundCategory, FundCommand, WelfarePosts, WelfarePostsCommand},
 };
-use pathway_store::EventStore;
 use rand::{Rng, rngs::StdRng};
 use sha2::Sha256;
 
-use crate::{Actor, Graduate, SimError, SimStats, names};
+use crate::{Actor, Graduate, SimError, SimStats, names, sink::CommandSink};
 
 /// The key the simulated exchange uses for ID-number HMACs (demo data only).
 const DEMO_EXCHANGE_KEY: &[u8] = b"pathway-demo-exchange-key";
@@ -91,9 +90,7 @@ fn hmac(value: &str) -> Vec<u8> {
 }
 
 /// Registers the training programmes each city runs each year.
-pub(crate) async fn programmes<S: EventStore + Clone>(
-    a: &mut Actor<'_, S>,
-) -> Result<(), SimError> {
+pub(crate) async fn programmes<K: CommandSink>(a: &mut Actor<'_, K>) -> Result<(), SimError> {
     for year in PLAN_YEARS {
         for city in &CITIES {
             for (k, ty) in TrainingType::ALL.iter().enumerate() {
@@ -126,8 +123,8 @@ fn programme_id(city: &City, year: i32, k: usize) -> String {
 }
 
 /// One employer or public unit over the plan years.
-pub(crate) async fn employer<S: EventStore + Clone>(
-    a: &mut Actor<'_, S>,
+pub(crate) async fn employer<K: CommandSink>(
+    a: &mut Actor<'_, K>,
     index: usize,
 ) -> Result<Employer, SimError> {
     let city = pick_city(a.rng());
@@ -211,8 +208,8 @@ pub(crate) async fn employer<S: EventStore + Clone>(
 }
 
 /// One person's life over the plan years.
-pub(crate) async fn person<S: EventStore + Clone>(
-    a: &mut Actor<'_, S>,
+pub(crate) async fn person<K: CommandSink>(
+    a: &mut Actor<'_, K>,
     employers: &[Employer],
 ) -> Result<(), SimError> {
     let city = pick_city(a.rng());
@@ -388,8 +385,8 @@ fn mistype(id: &str) -> String {
     chars.into_iter().collect()
 }
 
-async fn four_ones<S: EventStore + Clone>(
-    a: &mut Actor<'_, S>,
+async fn four_ones<K: CommandSink>(
+    a: &mut Actor<'_, K>,
     stream: &str,
     person_ref: &str,
     city: &City,
@@ -445,8 +442,8 @@ async fn four_ones<S: EventStore + Clone>(
     Ok(())
 }
 
-async fn train<S: EventStore + Clone>(
-    a: &mut Actor<'_, S>,
+async fn train<K: CommandSink>(
+    a: &mut Actor<'_, K>,
     stream: &str,
     person_ref: &str,
     city: &City,
@@ -507,8 +504,8 @@ async fn train<S: EventStore + Clone>(
 /// year); runs the household's reassessment when it receives dibao. Returns
 /// whether the person is still employed at the end of the year.
 #[allow(clippy::too_many_arguments)]
-async fn place<S: EventStore + Clone>(
-    a: &mut Actor<'_, S>,
+async fn place<K: CommandSink>(
+    a: &mut Actor<'_, K>,
     stream: &str,
     person_ref: &str,
     city: &City,
@@ -568,8 +565,8 @@ async fn place<S: EventStore + Clone>(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn send_placement<S: EventStore + Clone>(
-    a: &mut Actor<'_, S>,
+async fn send_placement<K: CommandSink>(
+    a: &mut Actor<'_, K>,
     stream: &str,
     person_ref: &str,
     city: &City,
@@ -649,8 +646,8 @@ async fn send_placement<S: EventStore + Clone>(
 /// Civil Affairs reassesses a dibao household after a member's placement;
 /// a phase-out that starts is completed at its deadline (as the timer would)
 /// or cancelled when the job is lost first.
-async fn phase_out<S: EventStore + Clone>(
-    a: &mut Actor<'_, S>,
+async fn phase_out<K: CommandSink>(
+    a: &mut Actor<'_, K>,
     household_ref: &str,
     residence: &str,
     placement_id: &str,
@@ -726,8 +723,8 @@ async fn phase_out<S: EventStore + Clone>(
 
 /// The cities' DPF cadre reports, public-welfare posts and fund, annual
 /// reports (some late, marked overdue), and the end-of-plan evaluation.
-pub(crate) async fn governance<S: EventStore + Clone>(
-    a: &mut Actor<'_, S>,
+pub(crate) async fn governance<K: CommandSink>(
+    a: &mut Actor<'_, K>,
     tally: &SimStats,
 ) -> Result<(), SimError> {
     let committee = pb::Department::Committee;
@@ -879,8 +876,8 @@ pub(crate) async fn governance<S: EventStore + Clone>(
 /// Education sends one cohort a year (with a few records that match no
 /// registered person); each matched graduate gets a ledger, a plan, a
 /// service and a year-end outcome.
-pub(crate) async fn graduates<S: EventStore + Clone>(
-    a: &mut Actor<'_, S>,
+pub(crate) async fn graduates<K: CommandSink>(
+    a: &mut Actor<'_, K>,
     graduates: &std::collections::BTreeMap<String, Graduate>,
 ) -> Result<(), SimError> {
     const UNMATCHED_PER_COHORT: u32 = 3;

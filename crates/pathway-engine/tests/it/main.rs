@@ -3,4 +3,5 @@
 //! is registered once.
 
 mod engine;
+mod hostile;
 mod registration;

@@ -53,7 +53,20 @@ const MEMBER_EMPLOYMENT: Table = Table {
     ],
 };
 
-const TABLES: &[Table] = &[HOUSEHOLDS, MEMBERS, MEMBER_EMPLOYMENT];
+/// Working table: the placements of each person, so an erasure can find
+/// the wages it must drop (`placement_ids` space-separated).
+const LOOKUP_PERSON_PLACEMENTS: Table = Table {
+    name: "lookup_person_placements",
+    key: &[Column::text("person_ref")],
+    values: &[Column::text("placement_ids")],
+};
+
+const TABLES: &[Table] = &[
+    HOUSEHOLDS,
+    MEMBERS,
+    MEMBER_EMPLOYMENT,
+    LOOKUP_PERSON_PLACEMENTS,
+];
 
 department_projection!(CivilAffairs, CivilAffairs, views::civil_affairs);
 
@@ -197,6 +210,17 @@ fn apply(rows: &mut Rows<'_>, view: &CivilAffairsView) -> Result<(), ProjectionE
             else {
                 return Ok(());
             };
+            let person = [Value::from(v.person_ref.as_str())];
+            let ids = match rows.text(&LOOKUP_PERSON_PLACEMENTS, &person, "placement_ids")? {
+                Some(ids) if ids.split(' ').any(|id| id == v.placement_id) => ids,
+                Some(ids) => format!("{ids} {}", v.placement_id),
+                None => v.placement_id.clone(),
+            };
+            rows.set(
+                &LOOKUP_PERSON_PLACEMENTS,
+                &person,
+                &[("placement_ids", Value::from(ids))],
+            )?;
             rows.set(
                 &MEMBER_EMPLOYMENT,
                 &[Value::from(v.placement_id.as_str())],
@@ -212,6 +236,23 @@ fn apply(rows: &mut Rows<'_>, view: &CivilAffairsView) -> Result<(), ProjectionE
                     ),
                 ],
             )
+        }
+        CivilAffairsView::Erased(v) => {
+            let key = [Value::from(v.person_ref.as_str())];
+            let Some(ids) = rows.text(&LOOKUP_PERSON_PLACEMENTS, &key, "placement_ids")? else {
+                return Ok(());
+            };
+            for id in ids.split(' ') {
+                let placement = [Value::from(id)];
+                if rows.exists(&MEMBER_EMPLOYMENT, &placement)? {
+                    rows.set(
+                        &MEMBER_EMPLOYMENT,
+                        &placement,
+                        &[("monthly_wage_fen", Value::Null)],
+                    )?;
+                }
+            }
+            Ok(())
         }
         CivilAffairsView::PlacementEnded(v) => {
             let key = [Value::from(v.placement_id.as_str())];

@@ -9,8 +9,9 @@
 //! table, in key order — always inside the batch transaction, before its
 //! checkpoint is written, so rows and checkpoint still commit together.
 //!
-//! A row whose stored value is unknown and that is only written (never read)
-//! is not loaded: its writes become one *merge* (set these columns, add
+//! A row known to be absent from storage is flushed as a plain insert (and
+//! deleting it writes nothing). A row whose stored value is unknown and that
+//! is only written (never read) is not loaded: its writes become one *merge* (set these columns, add
 //! these deltas) that the backend applies as an upsert. A row that is read
 //! is loaded once and from then on known in full.
 //!
@@ -24,10 +25,10 @@
 //! dirty rows are flushed (still inside the transaction) and clean ones
 //! dropped.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use super::{check_key, check_value, value_columns};
+use super::{check_key, check_value};
 use crate::model::{ColumnType, ProjectionError, Table, Tx, Value};
 
 /// What a flush does to one column of a row.
@@ -41,28 +42,79 @@ pub(super) enum Change {
     Add(i64),
 }
 
-/// One coalesced write of a row.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Write {
-    Delete,
-    /// Insert the row with these value-column changes (from the defaults),
-    /// or apply them to the existing row. One change per value column.
-    Merge(Vec<Change>),
+/// The shape of a merge: per value column 0 keep, 1 set, 2 add, two bits a
+/// column (tables have at most [`VALUE_COLUMNS_MAX`] value columns). Rows
+/// of one shape share a statement.
+pub(super) type Shape = u64;
+
+/// Most value columns of a table (two bits each in a [`Shape`]).
+pub(super) const VALUE_COLUMNS_MAX: usize = 32;
+
+/// The per-column kinds (0 keep, 1 set, 2 add) of `shape` over `columns`.
+pub(super) fn shape_kinds(shape: Shape, columns: usize) -> Vec<u8> {
+    (0..columns)
+        .map(|i| ((shape >> (2 * i)) & 3) as u8)
+        .collect()
 }
 
-impl Write {
-    /// The shape of a merge: per value column 0 keep, 1 set, 2 add. Rows of
-    /// one shape share a statement.
-    pub(super) fn shape(changes: &[Change]) -> Vec<u8> {
-        changes
-            .iter()
-            .map(|c| match c {
-                Change::Keep => 0,
-                Change::Set(_) => 1,
-                Change::Add(_) => 2,
-            })
-            .collect()
+/// One coalesced write of a row, borrowed from the cache.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Write<'a> {
+    Delete,
+    /// Insert the row with these values, or overwrite every value column of
+    /// the existing one.
+    Row(&'a [Value]),
+    /// Insert the row, known to be absent, with these values.
+    Insert(&'a [Value]),
+    /// Insert the row with these value-column changes (from the defaults),
+    /// or apply them to the existing row. One change per value column.
+    Merge(&'a [Change]),
+}
+
+impl<'a> Write<'a> {
+    /// The shape of the merge this write is (a delete has none).
+    pub(super) fn shape(&self) -> Shape {
+        match self {
+            Write::Delete => 0,
+            Write::Row(values) | Write::Insert(values) => {
+                (0..values.len()).fold(0, |s, i| s | (1 << (2 * i)))
+            }
+            Write::Merge(changes) => changes.iter().enumerate().fold(0, |s, (i, c)| {
+                s | (match c {
+                    Change::Keep => 0,
+                    Change::Set(_) => 1,
+                    Change::Add(_) => 2,
+                } << (2 * i))
+            }),
+        }
     }
+
+    /// The values this merge writes, in column order (keep columns
+    /// skipped): each a value to set or a delta to add.
+    pub(super) fn for_each_written(&self, mut f: impl FnMut(Written<'a>)) {
+        match *self {
+            Write::Delete => {}
+            Write::Row(values) | Write::Insert(values) => {
+                values.iter().for_each(|v| f(Written::Set(v)))
+            }
+            Write::Merge(changes) => {
+                for change in changes.iter() {
+                    match change {
+                        Change::Keep => {}
+                        Change::Set(v) => f(Written::Set(v)),
+                        Change::Add(d) => f(Written::Add(*d)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A value a merge writes to one column.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Written<'a> {
+    Set(&'a Value),
+    Add(i64),
 }
 
 /// The read-model storage under the cache: point reads and flushes, inside
@@ -75,7 +127,7 @@ pub(super) trait RowStore {
     fn flush(
         &mut self,
         table: &Table,
-        writes: &[(&[Value], &Write)],
+        writes: &[(&[Value], Write<'_>)],
     ) -> Result<(), ProjectionError>;
 }
 
@@ -86,73 +138,209 @@ enum Entry {
     Known {
         row: Option<Vec<Value>>,
         dirty: bool,
+        /// The row may exist in storage (as of the last flush). A row known
+        /// absent there is inserted, not upserted, and deleting it writes
+        /// nothing.
+        stored: bool,
     },
     /// Writes to a row whose stored value is unknown.
     Blind(Vec<Change>),
 }
 
-/// Rows by key. (`Value` has no `Hash`; keys are hashed here, and rows
-/// whose keys share a hash are kept side by side.) Lookups do not compare
-/// whole keys the way an ordered map does at every level; the flush sorts
-/// the keys it writes.
+/// FxHash (rustc's): a multiply-rotate hash, much cheaper than SipHash for
+/// the short keys of read-model rows. Keys come from the log, not from an
+/// attacker choosing collisions against a live process, and colliding keys
+/// still work (chained).
+#[derive(Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// Hashes for a map whose keys are already hashes.
+#[derive(Default, Clone, Copy)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// No slot.
+const NO_SLOT: u32 = u32::MAX;
+
+/// A row of a [`KeyMap`]: its key, entry, and the next slot whose key has
+/// the same hash.
+#[derive(Debug)]
+struct Slot {
+    key: Vec<Value>,
+    entry: Option<Entry>,
+    next: u32,
+}
+
+/// Rows by key, in slots that keep their number until removed (so the
+/// dirty list holds slot numbers, not copies of keys). (`Value` has no
+/// `Hash`; keys are hashed here, and rows whose keys share a hash are
+/// chained.) The flush sorts the keys it writes.
 #[derive(Debug, Default)]
 struct KeyMap {
-    buckets: HashMap<u64, Vec<(Vec<Value>, Entry)>>,
+    /// First slot of each key hash.
+    heads: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
     len: usize,
 }
 
 impl KeyMap {
     fn hash(key: &[Value]) -> u64 {
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = FxHasher::default();
         for value in key {
             match value {
-                Value::Null => 0u8.hash(&mut hasher),
-                Value::Bool(b) => (1u8, b).hash(&mut hasher),
-                Value::Int(i) => (2u8, i).hash(&mut hasher),
-                Value::Text(s) => (3u8, s).hash(&mut hasher),
+                Value::Null => hasher.write_u8(0),
+                Value::Bool(b) => hasher.write_u64(2 | u64::from(*b)),
+                Value::Int(i) => {
+                    hasher.write_u8(4);
+                    hasher.write_u64(*i as u64);
+                }
+                Value::Text(s) => {
+                    hasher.write_u8(5);
+                    hasher.write(s.as_bytes());
+                    hasher.write_usize(s.len());
+                }
             }
         }
         hasher.finish()
     }
 
-    fn get(&self, key: &[Value]) -> Option<&Entry> {
-        self.buckets
-            .get(&Self::hash(key))?
-            .iter()
-            .find(|(k, _)| k.as_slice() == key)
-            .map(|(_, e)| e)
-    }
-
-    fn get_mut(&mut self, key: &[Value]) -> Option<&mut Entry> {
-        self.buckets
-            .get_mut(&Self::hash(key))?
-            .iter_mut()
-            .find(|(k, _)| k.as_slice() == key)
-            .map(|(_, e)| e)
-    }
-
-    fn insert(&mut self, key: Vec<Value>, entry: Entry) -> Option<Entry> {
-        let bucket = self.buckets.entry(Self::hash(&key)).or_default();
-        match bucket.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, old)) => Some(std::mem::replace(old, entry)),
-            None => {
-                bucket.push((key, entry));
-                self.len += 1;
-                None
+    fn find(&self, key: &[Value]) -> Option<u32> {
+        let mut slot = *self.heads.get(&Self::hash(key))?;
+        while slot != NO_SLOT {
+            let s = &self.slots[slot as usize];
+            if s.key.as_slice() == key {
+                return Some(slot);
             }
+            slot = s.next;
         }
+        None
     }
 
-    fn remove(&mut self, key: &[Value]) -> Option<Entry> {
+    fn entry(&self, slot: u32) -> &Entry {
+        self.slots[slot as usize].entry.as_ref().expect("live slot")
+    }
+
+    fn entry_mut(&mut self, slot: u32) -> &mut Entry {
+        self.slots[slot as usize].entry.as_mut().expect("live slot")
+    }
+
+    fn key(&self, slot: u32) -> &[Value] {
+        &self.slots[slot as usize].key
+    }
+
+    /// Adds a row whose key is not in the map; returns its slot.
+    fn insert_new(&mut self, key: &[Value], entry: Entry) -> u32 {
         let hash = Self::hash(key);
-        let bucket = self.buckets.get_mut(&hash)?;
-        let i = bucket.iter().position(|(k, _)| k.as_slice() == key)?;
-        let (_, entry) = bucket.swap_remove(i);
-        if bucket.is_empty() {
-            self.buckets.remove(&hash);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                let s = &mut self.slots[slot as usize];
+                s.key.extend_from_slice(key);
+                s.entry = Some(entry);
+                slot
+            }
+            None => {
+                self.slots.push(Slot {
+                    key: key.to_vec(),
+                    entry: Some(entry),
+                    next: NO_SLOT,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let next = self.heads.insert(hash, slot).unwrap_or(NO_SLOT);
+        self.slots[slot as usize].next = next;
+        self.len += 1;
+        slot
+    }
+
+    fn remove(&mut self, slot: u32) {
+        let hash = Self::hash(&self.slots[slot as usize].key);
+        let next = self.slots[slot as usize].next;
+        let head = self.heads.get_mut(&hash).expect("a live slot is chained");
+        if *head == slot {
+            if next == NO_SLOT {
+                self.heads.remove(&hash);
+            } else {
+                *head = next;
+            }
+        } else {
+            let mut at = *head;
+            while self.slots[at as usize].next != slot {
+                at = self.slots[at as usize].next;
+            }
+            self.slots[at as usize].next = next;
         }
+        let s = &mut self.slots[slot as usize];
+        s.key.clear();
+        s.entry = None;
+        s.next = NO_SLOT;
+        self.free.push(slot);
         self.len -= 1;
-        Some(entry)
     }
 
     fn len(&self) -> usize {
@@ -160,17 +348,19 @@ impl KeyMap {
     }
 
     fn clear(&mut self) {
-        self.buckets.clear();
+        self.heads.clear();
+        self.slots.clear();
+        self.free.clear();
         self.len = 0;
     }
 }
 
-/// The cached rows of one table, and the keys of those to flush.
+/// The cached rows of one table, and the slots of those to flush.
 #[derive(Debug)]
 struct TableRows {
     name: &'static str,
     rows: KeyMap,
-    dirty: Vec<Vec<Value>>,
+    dirty: Vec<u32>,
 }
 
 /// The cached rows of one model, per table (in the projection's order).
@@ -222,7 +412,7 @@ impl RowCache {
     fn index(&self, table: &Table) -> usize {
         self.tables
             .iter()
-            .position(|t| t.name == table.name)
+            .position(|t| std::ptr::eq(t.name, table.name) || t.name == table.name)
             .expect("table checked by check_key")
     }
 
@@ -240,31 +430,38 @@ impl RowCache {
             if cached.dirty.is_empty() {
                 continue;
             }
-            let mut keys = std::mem::take(&mut cached.dirty);
-            keys.sort_unstable();
-            let mut writes: Vec<(&[Value], Write)> = Vec::with_capacity(keys.len());
-            for key in &keys {
-                let write = match cached.rows.get(key.as_slice()) {
-                    Some(Entry::Known { dirty: false, .. }) | None => continue,
-                    Some(Entry::Known { row: None, .. }) => Write::Delete,
-                    Some(Entry::Known { row: Some(row), .. }) => {
-                        Write::Merge(row.iter().cloned().map(Change::Set).collect())
-                    }
-                    Some(Entry::Blind(changes)) => Write::Merge(changes.clone()),
+            let slots = std::mem::take(&mut cached.dirty);
+            let rows = &cached.rows;
+            let mut writes: Vec<(&[Value], Write<'_>)> = Vec::with_capacity(slots.len());
+            for &slot in &slots {
+                let write = match rows.entry(slot) {
+                    Entry::Known { dirty: false, .. }
+                    | Entry::Known {
+                        row: None,
+                        stored: false,
+                        ..
+                    } => continue,
+                    Entry::Known { row: None, .. } => Write::Delete,
+                    Entry::Known {
+                        row: Some(row),
+                        stored: false,
+                        ..
+                    } => Write::Insert(row),
+                    Entry::Known { row: Some(row), .. } => Write::Row(row),
+                    Entry::Blind(changes) => Write::Merge(changes),
                 };
-                writes.push((key, write));
+                writes.push((rows.key(slot), write));
             }
-            let refs: Vec<(&[Value], &Write)> = writes.iter().map(|(k, w)| (*k, w)).collect();
-            store.flush(table, &refs)?;
-            drop(refs);
+            writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            store.flush(table, &writes)?;
             drop(writes);
-            for key in keys {
-                match cached.rows.get_mut(key.as_slice()) {
-                    Some(Entry::Known { dirty, .. }) => *dirty = false,
-                    Some(Entry::Blind(_)) => {
-                        cached.rows.remove(key.as_slice());
+            for slot in slots {
+                match cached.rows.entry_mut(slot) {
+                    Entry::Known { row, dirty, stored } => {
+                        *dirty = false;
+                        *stored = row.is_some();
                     }
-                    None => {}
+                    Entry::Blind(_) => cached.rows.remove(slot),
                 }
             }
         }
@@ -320,11 +517,49 @@ fn added(
         })
 }
 
+/// The index of value column `name` of `table`.
+fn value_index(
+    projection: &'static str,
+    table: &Table,
+    name: &str,
+) -> Result<usize, ProjectionError> {
+    table
+        .values
+        .iter()
+        .position(|c| c.name == name)
+        .ok_or_else(|| ProjectionError::Schema {
+            projection,
+            detail: format!("{} has no value column {name:?}", table.name),
+        })
+}
+
+/// Checks the value columns named in `names` exist, each at most once, and
+/// that `fits` holds for each (its index, its position in `names`).
+fn check_columns<'n>(
+    projection: &'static str,
+    table: &Table,
+    names: impl Iterator<Item = &'n str>,
+    mut fits: impl FnMut(usize, usize) -> Result<(), ProjectionError>,
+) -> Result<(), ProjectionError> {
+    let mut seen = 0u64;
+    for (n, name) in names.enumerate() {
+        let i = value_index(projection, table, name)?;
+        if seen & (1 << i) != 0 {
+            return Err(ProjectionError::Schema {
+                projection,
+                detail: format!("{}.{name} written twice in one call", table.name),
+            });
+        }
+        seen |= 1 << i;
+        fits(i, n)?;
+    }
+    Ok(())
+}
+
 /// [`Tx`] over the cache and, under it, the batch transaction.
 pub(super) struct CachedTx<'a> {
     pub(super) cache: &'a mut RowCache,
     pub(super) store: &'a mut dyn RowStore,
-    pub(super) tables: &'a HashSet<&'static str>,
     pub(super) all_tables: &'static [Table],
     pub(super) projection: &'static str,
 }
@@ -340,36 +575,41 @@ impl CachedTx<'_> {
         self.cache.trim(self.store, self.all_tables)
     }
 
-    fn rows(&mut self, table: &Table) -> &mut TableRows {
+    /// The known row with `key` (`None`: absent), loading it (and applying
+    /// blind writes) if needed.
+    fn known(
+        &mut self,
+        table: &Table,
+        key: &[Value],
+    ) -> Result<&Option<Vec<Value>>, ProjectionError> {
         let i = self.cache.index(table);
-        &mut self.cache.tables[i]
-    }
-
-    /// The known row with `key`, loading it (and applying blind writes) if
-    /// needed.
-    fn known(&mut self, table: &Table, key: &[Value]) -> Result<&mut Entry, ProjectionError> {
-        let i = self.cache.index(table);
-        let entry = self.cache.tables[i].rows.get(key);
-        let replace = match entry {
-            Some(Entry::Known { .. }) => None,
-            Some(Entry::Blind(changes)) => {
-                let changes = changes.clone();
-                let stored = self.store.load(table, key)?;
-                let mut row = stored
-                    .unwrap_or_else(|| table.values.iter().map(|c| default_value(c.ty)).collect());
-                for (column, change) in changes.into_iter().enumerate() {
-                    match change {
-                        Change::Keep => {}
-                        Change::Set(v) => row[column] = v,
-                        Change::Add(d) => {
-                            row[column] = added(self.projection, table, column, &row[column], d)?
+        let found = self.cache.tables[i].rows.find(key);
+        let slot = match found {
+            Some(slot) => {
+                if let Entry::Blind(changes) = self.cache.tables[i].rows.entry(slot) {
+                    let changes = changes.clone();
+                    let stored = self.store.load(table, key)?;
+                    let mut row = stored.unwrap_or_else(|| {
+                        table.values.iter().map(|c| default_value(c.ty)).collect()
+                    });
+                    for (column, change) in changes.into_iter().enumerate() {
+                        match change {
+                            Change::Keep => {}
+                            Change::Set(v) => row[column] = v,
+                            Change::Add(d) => {
+                                row[column] =
+                                    added(self.projection, table, column, &row[column], d)?
+                            }
                         }
                     }
+                    // Already listed as dirty.
+                    *self.cache.tables[i].rows.entry_mut(slot) = Entry::Known {
+                        row: Some(row),
+                        dirty: true,
+                        stored: true,
+                    };
                 }
-                Some(Entry::Known {
-                    row: Some(row),
-                    dirty: true,
-                })
+                slot
             }
             None => {
                 let row = if self.cache.complete {
@@ -378,15 +618,21 @@ impl CachedTx<'_> {
                     self.store.load(table, key)?
                 };
                 self.cache.rows += 1;
-                Some(Entry::Known { row, dirty: false })
+                let stored = row.is_some();
+                self.cache.tables[i].rows.insert_new(
+                    key,
+                    Entry::Known {
+                        row,
+                        dirty: false,
+                        stored,
+                    },
+                )
             }
         };
-        // A blind row resolved here is already listed as dirty.
-        let rows = &mut self.cache.tables[i].rows;
-        if let Some(entry) = replace {
-            rows.insert(key.to_vec(), entry);
+        match self.cache.tables[i].rows.entry(slot) {
+            Entry::Known { row, .. } => Ok(row),
+            Entry::Blind(_) => unreachable!("resolved above"),
         }
-        Ok(rows.get_mut(key).expect("just ensured"))
     }
 
     fn write(
@@ -397,69 +643,71 @@ impl CachedTx<'_> {
         blind: impl FnOnce(&mut Vec<Change>) -> Result<(), ProjectionError>,
     ) -> Result<(), ProjectionError> {
         let complete = self.cache.complete;
-        let cached = self.rows(table);
-        match cached.rows.get_mut(key) {
-            Some(Entry::Known { row, dirty }) => {
-                let row = row.get_or_insert_with(|| {
-                    table.values.iter().map(|c| default_value(c.ty)).collect()
-                });
-                known(row)?;
-                if !*dirty {
-                    *dirty = true;
-                    cached.dirty.push(key.to_vec());
+        let i = self.cache.index(table);
+        let cached = &mut self.cache.tables[i];
+        match cached.rows.find(key) {
+            Some(slot) => match cached.rows.entry_mut(slot) {
+                Entry::Known { row, dirty, .. } => {
+                    let row = row.get_or_insert_with(|| {
+                        table.values.iter().map(|c| default_value(c.ty)).collect()
+                    });
+                    known(row)?;
+                    if !*dirty {
+                        *dirty = true;
+                        cached.dirty.push(slot);
+                    }
                 }
-            }
-            Some(Entry::Blind(changes)) => blind(changes)?,
+                Entry::Blind(changes) => blind(changes)?,
+            },
             None if complete => {
                 let mut row = table.values.iter().map(|c| default_value(c.ty)).collect();
                 known(&mut row)?;
-                cached.rows.insert(
-                    key.to_vec(),
+                let slot = cached.rows.insert_new(
+                    key,
                     Entry::Known {
                         row: Some(row),
                         dirty: true,
+                        stored: false,
                     },
                 );
-                cached.dirty.push(key.to_vec());
+                cached.dirty.push(slot);
                 self.cache.rows += 1;
             }
             None => {
                 let mut changes = vec![Change::Keep; table.values.len()];
                 blind(&mut changes)?;
-                cached.rows.insert(key.to_vec(), Entry::Blind(changes));
-                cached.dirty.push(key.to_vec());
+                let slot = cached.rows.insert_new(key, Entry::Blind(changes));
+                cached.dirty.push(slot);
                 self.cache.rows += 1;
             }
         }
         Ok(())
     }
-
-    fn column_indexes<'n>(
-        &self,
-        table: &Table,
-        names: impl Iterator<Item = &'n str>,
-    ) -> Result<Vec<usize>, ProjectionError> {
-        let columns = value_columns(self.projection, table, names)?;
-        Ok(columns
-            .iter()
-            .map(|c| {
-                table
-                    .values
-                    .iter()
-                    .position(|v| v.name == c.name)
-                    .expect("value_columns found it")
-            })
-            .collect())
-    }
 }
 
 impl Tx for CachedTx<'_> {
     fn get(&mut self, table: &Table, key: &[Value]) -> Result<Option<Vec<Value>>, ProjectionError> {
-        check_key(self.projection, self.tables, table, key)?;
-        match self.known(table, key)? {
-            Entry::Known { row, .. } => Ok(row.clone()),
-            Entry::Blind(_) => unreachable!("known() resolves blind rows"),
-        }
+        check_key(self.projection, self.all_tables, table, key)?;
+        Ok(self.known(table, key)?.clone())
+    }
+
+    fn value(
+        &mut self,
+        table: &Table,
+        key: &[Value],
+        column: &str,
+    ) -> Result<Option<Value>, ProjectionError> {
+        check_key(self.projection, self.all_tables, table, key)?;
+        let i = value_index(self.projection, table, column)?;
+        Ok(self
+            .known(table, key)?
+            .as_ref()
+            .map(|row| row.get(i).cloned().unwrap_or(Value::Null)))
+    }
+
+    fn exists(&mut self, table: &Table, key: &[Value]) -> Result<bool, ProjectionError> {
+        check_key(self.projection, self.all_tables, table, key)?;
+        Ok(self.known(table, key)?.is_some())
     }
 
     fn upsert(
@@ -468,24 +716,38 @@ impl Tx for CachedTx<'_> {
         key: &[Value],
         values: &[(&str, Value)],
     ) -> Result<(), ProjectionError> {
-        check_key(self.projection, self.tables, table, key)?;
-        let columns = self.column_indexes(table, values.iter().map(|(n, _)| *n))?;
-        for (&i, (_, value)) in columns.iter().zip(values) {
+        let projection = self.projection;
+        check_key(projection, self.all_tables, table, key)?;
+        check_columns(projection, table, values.iter().map(|(n, _)| *n), |i, n| {
             let column = &table.values[i];
-            check_value(self.projection, table, column.name, column.ty, value, false)?;
-        }
+            check_value(
+                projection,
+                table,
+                column.name,
+                column.ty,
+                &values[n].1,
+                false,
+            )
+        })?;
+        let index = |name: &str| {
+            table
+                .values
+                .iter()
+                .position(|c| c.name == name)
+                .expect("checked above")
+        };
         self.write(
             table,
             key,
             |row| {
-                for (&i, (_, value)) in columns.iter().zip(values) {
-                    row[i] = value.clone();
+                for (name, value) in values {
+                    row[index(name)] = value.clone();
                 }
                 Ok(())
             },
             |changes| {
-                for (&i, (_, value)) in columns.iter().zip(values) {
-                    changes[i] = Change::Set(value.clone());
+                for (name, value) in values {
+                    changes[index(name)] = Change::Set(value.clone());
                 }
                 Ok(())
             },
@@ -498,31 +760,39 @@ impl Tx for CachedTx<'_> {
         key: &[Value],
         deltas: &[(&str, i64)],
     ) -> Result<(), ProjectionError> {
-        check_key(self.projection, self.tables, table, key)?;
-        let columns = self.column_indexes(table, deltas.iter().map(|(n, _)| *n))?;
-        for &i in &columns {
+        let projection = self.projection;
+        check_key(projection, self.all_tables, table, key)?;
+        check_columns(projection, table, deltas.iter().map(|(n, _)| *n), |i, _| {
             let column = &table.values[i];
             check_value(
-                self.projection,
+                projection,
                 table,
                 column.name,
                 column.ty,
                 &Value::Int(0),
                 false,
-            )?;
-        }
-        let projection = self.projection;
+            )
+        })?;
+        let index = |name: &str| {
+            table
+                .values
+                .iter()
+                .position(|c| c.name == name)
+                .expect("checked above")
+        };
         self.write(
             table,
             key,
             |row| {
-                for (&i, (_, delta)) in columns.iter().zip(deltas) {
+                for (name, delta) in deltas {
+                    let i = index(name);
                     row[i] = added(projection, table, i, &row[i], *delta)?;
                 }
                 Ok(())
             },
             |changes| {
-                for (&i, (_, delta)) in columns.iter().zip(deltas) {
+                for (name, delta) in deltas {
+                    let i = index(name);
                     changes[i] = match &changes[i] {
                         Change::Keep => Change::Add(*delta),
                         Change::Add(d) => Change::Add(d.checked_add(*delta).ok_or_else(|| {
@@ -543,22 +813,39 @@ impl Tx for CachedTx<'_> {
     }
 
     fn delete(&mut self, table: &Table, key: &[Value]) -> Result<(), ProjectionError> {
-        check_key(self.projection, self.tables, table, key)?;
-        let cached = self.rows(table);
-        let previous = cached.rows.insert(
-            key.to_vec(),
-            Entry::Known {
-                row: None,
-                dirty: true,
-            },
-        );
-        match previous {
+        check_key(self.projection, self.all_tables, table, key)?;
+        let complete = self.cache.complete;
+        let i = self.cache.index(table);
+        let cached = &mut self.cache.tables[i];
+        match cached.rows.find(key) {
             None => {
-                cached.dirty.push(key.to_vec());
+                let slot = cached.rows.insert_new(
+                    key,
+                    Entry::Known {
+                        row: None,
+                        dirty: true,
+                        stored: !complete,
+                    },
+                );
+                cached.dirty.push(slot);
                 self.cache.rows += 1;
             }
-            Some(Entry::Known { dirty: false, .. }) => cached.dirty.push(key.to_vec()),
-            Some(_) => {}
+            Some(slot) => {
+                let entry = cached.rows.entry_mut(slot);
+                let was_dirty = !matches!(entry, Entry::Known { dirty: false, .. });
+                let stored = match entry {
+                    Entry::Known { stored, .. } => *stored,
+                    Entry::Blind(_) => true,
+                };
+                *entry = Entry::Known {
+                    row: None,
+                    dirty: true,
+                    stored,
+                };
+                if !was_dirty {
+                    cached.dirty.push(slot);
+                }
+            }
         }
         Ok(())
     }

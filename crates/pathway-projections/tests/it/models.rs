@@ -201,7 +201,7 @@ fn project(model: &str, events: &[Event]) -> Memory {
         let projected = ProjectedEvent {
             position: i as u64 + 1,
             recorded_at: DateTime::UNIX_EPOCH,
-            stream_id: format!("stream-{i}"),
+            stream_id: format!("stream-{i}").into(),
             actor_department: pb::Department::Pathway,
             view,
         };

@@ -221,7 +221,7 @@ DisabilityCertificateRecorded     dpf
 ResidenceChanged                  dpf
 ConsentGranted                    hrss
 ConsentWithdrawn                  hrss
-PersonalDataErased                dpf
+PersonalDataErased                dpf civil_affairs
 RegistrationReserved              -
 BasicInfoVerified                 dpf committee
 VocationalCapacityAssessed        dpf
@@ -272,6 +272,7 @@ SagaRouterCheckpointed            -
 LogCheckpointSigned               -
 AuditWarrantIssued                -
 AuditRecordRead                   -
+PersonalDataAccessed              -
 ";
 
 #[test]

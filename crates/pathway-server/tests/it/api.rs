@@ -295,6 +295,7 @@ async fn over_the_rate_a_department_gets_429_with_retry_after() {
         .client
         .get(&url)
         .bearer_auth(&dpf)
+        .header("x-pathway-purpose", "case review")
         .send()
         .await
         .expect("send");
@@ -303,6 +304,7 @@ async fn over_the_rate_a_department_gets_429_with_retry_after() {
         .client
         .get(&url)
         .bearer_auth(&dpf)
+        .header("x-pathway-purpose", "case review")
         .send()
         .await
         .expect("send");

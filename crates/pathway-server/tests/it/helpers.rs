@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub(crate) const SECRET: &str = "test-signing-secret-0123456789abcdef";
+/// The master key of personal-data keys in tests (base64 of 32 bytes of 7).
+pub(crate) const MASTER_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+/// The purpose the helpers state on reads.
+pub(crate) const PURPOSE: &str = "case review";
 /// Longest a test waits for the read models to catch up.
 const READY_TIMEOUT_MS: u64 = 20_000;
 
@@ -22,7 +26,7 @@ pub(crate) struct TestApp {
     pub(crate) client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<Result<(), pathway_server::ServerError>>>,
-    _db: Option<TestDb>,
+    db: Option<TestDb>,
     _dir: Option<tempfile::TempDir>,
     pub(crate) scratch: tempfile::TempDir,
 }
@@ -32,6 +36,7 @@ fn base_settings(store: StoreLocation) -> Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         store,
         token_secret: Some(Secret::new(SECRET)),
+        master_key: Some(Secret::new(MASTER_KEY)),
         policy_file: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../../deploy/policy/authorization.toml"),
         ready_lag_positions_max: 0,
@@ -84,7 +89,7 @@ async fn spawn(
         client: reqwest::Client::new(),
         stop: Some(stop),
         handle: Some(handle),
-        _db: db,
+        db,
         _dir: dir,
         scratch,
     }
@@ -109,14 +114,26 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A GET stating [`PURPOSE`].
     pub(crate) async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        let response = self
+        self.get_for(token, path, Some(PURPOSE)).await
+    }
+
+    /// A GET stating `purpose`, if any.
+    pub(crate) async fn get_for(
+        &self,
+        token: &str,
+        path: &str,
+        purpose: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
             .client
             .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
+            .bearer_auth(token);
+        if let Some(purpose) = purpose {
+            request = request.header("x-pathway-purpose", purpose);
+        }
+        let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -130,6 +147,31 @@ impl TestApp {
             .expect("request");
         let status = response.status().as_u16();
         (status, response.text().await.expect("body"))
+    }
+
+    /// A gRPC client on the same port as HTTP.
+    pub(crate) async fn grpc(
+        &self,
+    ) -> pathway_proto::api::v1::pathway_client::PathwayClient<tonic::transport::Channel> {
+        let channel = tonic::transport::Endpoint::from_shared(self.base.clone())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("gRPC connects");
+        pathway_proto::api::v1::pathway_client::PathwayClient::new(channel)
+    }
+
+    /// The URL of the application's PostgreSQL database.
+    pub(crate) fn database_url(&self) -> &str {
+        self.db.as_ref().expect("a PostgreSQL application").url()
+    }
+
+    /// The PostgreSQL store under the application.
+    pub(crate) async fn store(&self) -> pathway_store::postgres::PostgresStore {
+        let db = self.db.as_ref().expect("a PostgreSQL application");
+        pathway_store::postgres::PostgresStore::connect(db.url())
+            .await
+            .expect("store")
     }
 
     /// Waits until `/readyz` says every read model is caught up.
@@ -156,6 +198,34 @@ impl TestApp {
             .expect("running")
             .await
             .expect("server task")
+    }
+}
+
+/// A gRPC request with `token` and, if any, `purpose` in its metadata.
+pub(crate) fn grpc_request<T>(token: &str, purpose: Option<&str>, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", v);
+    }
+    if let Some(p) = purpose
+        && let Ok(v) = p.parse()
+    {
+        request.metadata_mut().insert("x-pathway-purpose", v);
+    }
+    request
+}
+
+/// A gRPC `Command` of a JSON envelope.
+pub(crate) fn grpc_command(envelope: &Value) -> pathway_proto::api::v1::SubmitCommandRequest {
+    use pathway_proto::api::v1::{Command, SubmitCommandRequest, submit_command_request::Request};
+    SubmitCommandRequest {
+        request: Some(Request::Command(Command {
+            command_id: envelope["command_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            envelope_json: envelope.to_string(),
+        })),
     }
 }
 

@@ -1,1 +1,3 @@
+mod envelopes;
+mod personal;
 mod sim;

@@ -1,0 +1,168 @@
+//! Reading the read models as the API does: only tables of a model the
+//! department may read, limited to the token's city when it has one, with
+//! the committee's small cells suppressed.
+
+use chrono::Utc;
+use pathway_domain::policy::PolicyTable;
+use pathway_projections::{Table, Value, models, runtime, views::city_of};
+use pathway_server::token::Claims;
+
+use crate::Console;
+
+/// Why a page cannot be shown.
+#[derive(Debug)]
+pub(crate) enum ConsoleError {
+    /// The department (or its city) may not see this; the catalog key says why.
+    Forbidden(&'static str),
+    NotFound,
+    /// The log or a read model failed.
+    Unavailable(String),
+}
+
+/// Rows of one table, every column key first.
+pub(crate) struct Rows {
+    pub(crate) table: Table,
+    pub(crate) rows: Vec<Vec<Value>>,
+}
+
+/// One row, read by column name.
+#[derive(Clone, Copy)]
+pub(crate) struct Row<'a> {
+    table: &'a Table,
+    values: &'a [Value],
+}
+
+impl Rows {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Row<'_>> {
+        self.rows.iter().map(|values| Row {
+            table: &self.table,
+            values,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+impl<'a> Row<'a> {
+    pub(crate) fn get(&self, column: &str) -> &'a Value {
+        static NULL: Value = Value::Null;
+        self.table
+            .columns()
+            .position(|c| c.name == column)
+            .and_then(|i| self.values.get(i))
+            .unwrap_or(&NULL)
+    }
+
+    pub(crate) fn text(&self, column: &str) -> &'a str {
+        match self.get(column) {
+            Value::Text(s) => s,
+            _ => "",
+        }
+    }
+
+    pub(crate) fn int(&self, column: &str) -> i64 {
+        match self.get(column) {
+            Value::Int(i) => *i,
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn flag(&self, column: &str) -> bool {
+        matches!(self.get(column), Value::Bool(true))
+    }
+
+    /// A count that may be suppressed.
+    pub(crate) fn cell(&self, column: &str) -> Cell {
+        match self.get(column) {
+            Value::Int(i) => Cell::Count(*i),
+            Value::Text(t) => Cell::Suppressed(t.clone()),
+            _ => Cell::Count(0),
+        }
+    }
+}
+
+/// A person count as a reader may see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cell {
+    Count(i64),
+    /// Below the small-cell minimum: the text shown instead (`<5`).
+    Suppressed(String),
+}
+
+/// A sum of cells: the visible counts, and whether a suppressed one was left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Total {
+    pub(crate) visible: i64,
+    pub(crate) partial: bool,
+}
+
+impl Total {
+    pub(crate) fn add(&mut self, cell: &Cell) {
+        match cell {
+            Cell::Count(n) => self.visible += n,
+            Cell::Suppressed(_) => self.partial = true,
+        }
+    }
+}
+
+/// The rows of `model.table` the signed-in department may see, filtered by
+/// `filters` (columns equal to values).
+pub(crate) async fn rows<S>(
+    console: &Console<S>,
+    claims: &Claims,
+    model: &str,
+    table: &str,
+    filters: Vec<(&'static str, Value)>,
+) -> Result<Rows, ConsoleError> {
+    if !console.ctx.policy.may_read(&claims.dept, model) {
+        return Err(ConsoleError::Forbidden("forbidden.model"));
+    }
+    let table = table_of(model, table)?;
+    let has = |c: &str| table.columns().any(|col| col.name == c);
+    let mut filters = filters;
+    let mut region_city = None;
+    if let Some(city) = &claims.city {
+        if has("city") {
+            filters.retain(|(c, _)| *c != "city");
+            filters.push(("city", Value::Text(city.clone())));
+        } else if has("region") {
+            region_city = Some(city.clone());
+        } else {
+            return Err(ConsoleError::Forbidden("forbidden.city_scope"));
+        }
+    }
+    let target = console.ctx.read_store.clone();
+    let model_name = model.to_owned();
+    let small = PolicyTable::builtin()
+        .at(Utc::now().date_naive())
+        .small_cell_min;
+    let mut rows = tokio::task::spawn_blocking(move || {
+        let mut rows = runtime::query(&target, &model_name, &table, &filters)?;
+        models::suppress_small_cells(&model_name, &table, &mut rows, small);
+        Ok::<_, pathway_projections::ProjectionError>(rows)
+    })
+    .await
+    .map_err(|e| ConsoleError::Unavailable(format!("query task: {e}")))?
+    .map_err(|e| ConsoleError::Unavailable(e.to_string()))?;
+    if let (Some(city), Some(i)) = (
+        region_city,
+        table.columns().position(|c| c.name == "region"),
+    ) {
+        rows.retain(|row| matches!(&row[i], Value::Text(r) if city_of(r) == city));
+    }
+    Ok(Rows { table, rows })
+}
+
+/// The table `name` of `model`.
+pub(crate) fn table_of(model: &str, name: &str) -> Result<Table, ConsoleError> {
+    let projection = models::by_name(model)
+        .ok_or_else(|| ConsoleError::Unavailable(format!("no read model {model}")))?;
+    projection
+        .tables()
+        .iter()
+        .find(|t| t.name == name)
+        .copied()
+        .ok_or_else(|| ConsoleError::Unavailable(format!("no table {model}.{name}")))
+}

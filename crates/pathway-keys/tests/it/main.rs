@@ -1,0 +1,3 @@
+//! Integration tests of `pathway-keys`.
+
+mod keys;
