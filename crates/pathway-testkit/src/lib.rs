@@ -131,54 +131,6 @@ pub fn with_dbname(url: &str, dbname: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dbname_is_replaced_keeping_the_rest() {
-        let cases = [
-            (
-                "postgres://postgres@127.0.0.1:5432/postgres",
-                "postgres://postgres@127.0.0.1:5432/x",
-            ),
-            (
-                "postgres://u:p@h/db?sslmode=disable",
-                "postgres://u:p@h/x?sslmode=disable",
-            ),
-            ("postgresql://h:5433", "postgresql://h:5433/x"),
-        ];
-        for (url, expected) in cases {
-            assert_eq!(with_dbname(url, "x"), expected, "{url}");
-        }
-    }
-
-    #[test]
-    fn a_database_is_created_and_dropped() {
-        let db = TestDb::create();
-        let name = db.name().to_owned();
-        assert!(db.url().ends_with(&name));
-        drop(db);
-        let exists = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                let client = connect(&admin_url()).await;
-                client
-                    .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-                    .await
-                    .expect("query")
-                    .is_some()
-            })
-        })
-        .join()
-        .expect("thread");
-        assert!(!exists, "the test database is dropped");
-    }
-}
-
 /// The oldest `nats-server` the tests accept: 2.12 has the fixes for
 /// acknowledged-write loss the relay's guarantees rest on.
 pub const NATS_SERVER_VERSION_MIN: (u32, u32) = (2, 12);
@@ -240,4 +192,52 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .iter()
         .map(|l| l.local_addr().expect("addr").port())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dbname_is_replaced_keeping_the_rest() {
+        let cases = [
+            (
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "postgres://postgres@127.0.0.1:5432/x",
+            ),
+            (
+                "postgres://u:p@h/db?sslmode=disable",
+                "postgres://u:p@h/x?sslmode=disable",
+            ),
+            ("postgresql://h:5433", "postgresql://h:5433/x"),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(with_dbname(url, "x"), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_database_is_created_and_dropped() {
+        let db = TestDb::create();
+        let name = db.name().to_owned();
+        assert!(db.url().ends_with(&name));
+        drop(db);
+        let exists = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let client = connect(&admin_url()).await;
+                client
+                    .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+                    .await
+                    .expect("query")
+                    .is_some()
+            })
+        })
+        .join()
+        .expect("thread");
+        assert!(!exists, "the test database is dropped");
+    }
 }
