@@ -221,6 +221,10 @@ impl From<EngineError> for ApiError {
             EngineError::Store(
                 e @ (StoreError::Unavailable(_) | StoreError::Timeout { .. } | StoreError::Closed),
             ) => ApiError::unavailable(e.to_string()),
+            // The key table's database is out of reach: retryable, as the log's.
+            EngineError::Keys(e @ pathway_engine::KeyError::Table(_)) => {
+                ApiError::unavailable(format!("personal data keys: {e}"))
+            }
             e => ApiError::internal(e.to_string()),
         }
     }

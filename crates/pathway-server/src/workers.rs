@@ -52,6 +52,9 @@ use tokio::task::JoinSet;
 
 use crate::{Settings, metrics::Metrics};
 
+/// Pause before a failed projector is started again.
+const PROJECTOR_RESTART_BACKOFF_MS: u64 = 1_000;
+
 /// How often the worker metrics (relay lag, saga timers, leadership) are refreshed.
 pub const METRICS_REFRESH_MS: u64 = 1_000;
 /// Largest `/readyz` body the readiness layer reads back to add the workers.
@@ -312,15 +315,36 @@ impl<S: EventStore + Clone> Workers<S> {
                 let span = tracing::info_span!("projector", model = name);
                 projectors.spawn(tracing::Instrument::instrument(
                     async move {
-                        let result = pathway_projections::runtime::follow_with(
-                            &store, &target, projection, stop, &options,
-                        )
-                        .await;
-                        if let Err(e) = &result {
-                            tracing::error!(model = name, error = %e, "projector failed");
+                        let mut stop = stop;
+                        loop {
+                            let result = pathway_projections::runtime::follow_with(
+                                &store,
+                                &target,
+                                Arc::clone(&projection),
+                                stop.clone(),
+                                &options,
+                            )
+                            .await;
+                            let Err(e) = &result else {
+                                return (name, result);
+                            };
+                            // A database restart or a lost connection: the
+                            // checkpoint makes a restart exactly-once, so try
+                            // again after a pause until asked to stop.
+                            tracing::error!(model = name, error = %e, "projector failed; restarting");
                             health.set(PROJECTORS, WorkerState::Failed(format!("{name}: {e}")));
+                            let pause = tokio::time::sleep(Duration::from_millis(
+                                PROJECTOR_RESTART_BACKOFF_MS,
+                            ));
+                            tokio::select! {
+                                _ = pause => {}
+                                _ = stop.wait_for(|s| *s) => return (name, result),
+                            }
+                            if *stop.borrow() {
+                                return (name, result);
+                            }
+                            health.set(PROJECTORS, WorkerState::Running);
                         }
-                        (name, result)
                     },
                     span,
                 ));
