@@ -1,6 +1,5 @@
 //! The `pathway` binary as a user runs it.
 
-mod chaos;
 mod cli;
 mod deploy;
 mod erase;
