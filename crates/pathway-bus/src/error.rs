@@ -11,6 +11,10 @@ pub enum BusError {
     /// A stored event could not be turned into messages.
     #[error("event at position {position} does not decode: {detail}")]
     Decode { position: u64, detail: String },
+    /// The key table could not be read (e.g. its database is restarting);
+    /// the relay retries the batch (retryable).
+    #[error("key table: {0}")]
+    KeyTable(String),
     /// NATS refused or did not answer an operation (retryable).
     #[error("nats {operation}: {detail}")]
     Nats {

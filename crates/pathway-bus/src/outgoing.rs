@@ -44,9 +44,13 @@ pub async fn outgoing_opened(
         keyring
             .open_all(records.iter().map(|r| r.event_id).zip(events.iter_mut()))
             .await
-            .map_err(|e| BusError::Decode {
-                position: records.first().map_or(0, |r| r.position),
-                detail: format!("opening personal fields: {e}"),
+            .map_err(|e| match e {
+                // An outage of the key table is not a defect of the log.
+                pathway_engine::KeyError::Table(detail) => BusError::KeyTable(detail),
+                e => BusError::Decode {
+                    position: records.first().map_or(0, |r| r.position),
+                    detail: format!("opening personal fields: {e}"),
+                },
             })?;
     }
     records

@@ -354,8 +354,17 @@ const POSTGRES_SCHEMA: &str = "
         destroyed_reason text
     );";
 
-fn pg_err(e: impl std::fmt::Display) -> KeyError {
-    KeyError::Table(e.to_string())
+/// A PostgreSQL or pool failure as a key-table error, with its causes
+/// (tokio-postgres says only "db error"; the server's message is the source).
+fn pg_err(e: impl std::error::Error) -> KeyError {
+    let mut detail = format!("PostgreSQL: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    KeyError::Table(detail)
 }
 
 impl PostgresKeyTable {

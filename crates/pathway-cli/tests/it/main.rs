@@ -1,5 +1,6 @@
 //! The `pathway` binary as a user runs it.
 
+mod chaos;
 mod cli;
 mod deploy;
 mod erase;
