@@ -77,9 +77,23 @@ fn compile_api(root: &std::path::Path) -> Result<(), Box<dyn std::error::Error>>
     }
     files.sort();
     let fds = protox::compile(&files, [root])?;
+    // Messages and the server. A request that does not decode is answered
+    // INVALID_ARGUMENT by `codec::StrictProstCodec` (tonic's codec says
+    // INTERNAL).
     tonic_prost_build::configure()
         .build_server(true)
+        .build_client(false)
+        .codec_path("crate::codec::StrictProstCodec")
+        .compile_fds(fds.clone())?;
+    // The client, with tonic's codec, into its own file: the messages are
+    // the ones generated above.
+    let client = PathBuf::from(env::var("OUT_DIR")?).join("client");
+    fs::create_dir_all(&client)?;
+    tonic_prost_build::configure()
+        .build_server(false)
         .build_client(true)
+        .extern_path(".pathway.api.v1", "crate::api::v1")
+        .out_dir(&client)
         .compile_fds(fds)?;
     Ok(())
 }

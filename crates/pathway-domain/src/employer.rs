@@ -66,7 +66,7 @@ wire_enum! {
 
 /// Commands of an [`Employer`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EmployerCommand {
     /// Register the employer; once per stream.
     RegisterEmployer {
@@ -383,7 +383,7 @@ fn year_end(field: &'static str, year: i32) -> Result<NaiveDate, Rejection> {
 
 /// Commands of a [`DpfOrgan`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DpfOrganCommand {
     /// The year's cadre report of a DPF organ (county level and above); once
     /// per organ and year.

@@ -33,7 +33,7 @@ const NARRATIVE_CHARS_MAX: usize = 20_000;
 
 /// Commands of a [`CityReport`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CityReportCommand {
     /// The city's report for a plan year; once. A report after an overdue
     /// mark is still accepted (late).
@@ -205,7 +205,7 @@ impl Aggregate for CityReport {
 
 /// Commands of an [`Evaluation`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EvaluationCommand {
     /// Complete the end-of-plan evaluation; once.
     CompleteEvaluation {

@@ -80,7 +80,7 @@ pub use crate::person::EmploymentForm;
 
 /// Commands of a [`Cohort`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CohortCommand {
     /// Receive a batch from Education; once per stream, received today.
     ReceiveCohort {
@@ -260,7 +260,7 @@ impl Aggregate for Cohort {
 
 /// Commands of a [`GraduateLedger`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LedgerCommand {
     /// Open the year's ledger (一人一册); once per stream.
     OpenLedger {

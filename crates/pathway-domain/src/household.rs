@@ -88,6 +88,7 @@ wire_enum! {
 
 /// Civil Affairs asserts the household's members and status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AssertLowIncomeStatus {
     pub household_ref: String,
     pub members: Vec<String>,
@@ -98,6 +99,7 @@ pub struct AssertLowIncomeStatus {
 
 /// Ask Civil Affairs to reassess the household's income.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RequestReassessment {
     pub household_ref: String,
     pub trigger: ReassessmentTrigger,
@@ -109,6 +111,7 @@ pub struct RequestReassessment {
 /// Civil Affairs reassessed the household's per-capita monthly income.
 /// `phase_out_id` and `benefit_mode` are used if the result starts a phase-out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReassessIncome {
     pub household_ref: String,
     pub per_capita_income_fen: i64,
@@ -123,6 +126,7 @@ pub struct ReassessIncome {
 /// Start a phase-out with an explicit planned end (a local rule shorter than
 /// the provincial maximum).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StartPhaseOut {
     pub household_ref: String,
     pub phase_out_id: String,
@@ -133,6 +137,7 @@ pub struct StartPhaseOut {
 
 /// An approved extension moves the planned end later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApproveExtension {
     pub household_ref: String,
     pub phase_out_id: String,
@@ -143,6 +148,7 @@ pub struct ApproveExtension {
 
 /// Cancel the active phase-out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CancelPhaseOut {
     pub household_ref: String,
     pub phase_out_id: String,
@@ -152,6 +158,7 @@ pub struct CancelPhaseOut {
 
 /// The planned end passed: the benefit is phased out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CompletePhaseOut {
     pub household_ref: String,
     pub phase_out_id: String,
@@ -160,7 +167,7 @@ pub struct CompletePhaseOut {
 
 /// Commands decided on a household's stream; JSON `{"type": "reassess_income", …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HouseholdCommand {
     AssertLowIncomeStatus(AssertLowIncomeStatus),
     RequestReassessment(RequestReassessment),

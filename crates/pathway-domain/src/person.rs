@@ -196,6 +196,7 @@ wire_enum! {
 /// Register a person. `id_hmac` is HMAC-SHA256 of the normalised ID number,
 /// computed by the engine with the exchange key (the domain holds no key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterPerson {
     pub person_ref: String,
     pub name: String,
@@ -212,6 +213,7 @@ pub struct RegisterPerson {
 
 /// Record the person's disability certificate (第二代残疾人证).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RecordCertificate {
     pub person_ref: String,
     pub certificate_number: String,
@@ -223,6 +225,7 @@ pub struct RecordCertificate {
 
 /// The person moved their habitual residence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChangeResidence {
     pub person_ref: String,
     pub to_region: String,
@@ -231,6 +234,7 @@ pub struct ChangeResidence {
 
 /// Grant or withdraw a consent (dated today).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Consent {
     pub person_ref: String,
     pub purpose: ConsentPurpose,
@@ -238,6 +242,7 @@ pub struct Consent {
 
 /// Destroy the person's data key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EraseData {
     pub person_ref: String,
     pub key_id: String,
@@ -247,6 +252,7 @@ pub struct EraseData {
 
 /// One of four: basic information verified (核实基本信息).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VerifyBasicInfo {
     pub person_ref: String,
     pub year: i32,
@@ -260,6 +266,7 @@ pub struct VerifyBasicInfo {
 
 /// One of four: vocational capacity assessed (职业能力评估).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AssessCapacity {
     pub person_ref: String,
     pub year: i32,
@@ -271,6 +278,7 @@ pub struct AssessCapacity {
 
 /// One of four: employment need registered (就业需求登记).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterNeed {
     pub person_ref: String,
     pub year: i32,
@@ -282,6 +290,7 @@ pub struct RegisterNeed {
 
 /// One of four: employment service provided (就业服务).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProvideService {
     pub person_ref: String,
     pub year: i32,
@@ -292,6 +301,7 @@ pub struct ProvideService {
 
 /// Enrol the person in a training programme.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EnrollTrainee {
     pub person_ref: String,
     pub programme_id: String,
@@ -301,6 +311,7 @@ pub struct EnrollTrainee {
 
 /// The person finished a programme they are enrolled in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CompleteTraining {
     pub person_ref: String,
     pub programme_id: String,
@@ -311,6 +322,7 @@ pub struct CompleteTraining {
 
 /// Pay the training subsidy (tuition, living allowance including transport).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GrantTrainingSubsidy {
     pub person_ref: String,
     pub programme_id: String,
@@ -322,6 +334,7 @@ pub struct GrantTrainingSubsidy {
 
 /// The person started work.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlacePerson {
     pub person_ref: String,
     pub placement_id: String,
@@ -341,6 +354,7 @@ pub struct PlacePerson {
 
 /// The person's placement ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EndPlacement {
     pub person_ref: String,
     pub placement_id: String,
@@ -350,7 +364,7 @@ pub struct EndPlacement {
 
 /// Commands decided on a person's stream; JSON `{"type": "place_person", …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PersonCommand {
     RegisterPerson(RegisterPerson),
     RecordCertificate(RecordCertificate),

@@ -68,6 +68,7 @@ impl TrainingCycle {
 
 /// Register a training programme.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterProgramme {
     pub programme_id: String,
     pub training_type: TrainingType,
@@ -81,7 +82,7 @@ pub struct RegisterProgramme {
 
 /// Commands decided on a programme's stream; JSON `{"type": "register_programme", …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TrainingCommand {
     RegisterProgramme(RegisterProgramme),
 }

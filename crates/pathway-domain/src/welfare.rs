@@ -36,7 +36,7 @@ const JUSTIFICATION_CHARS_MAX: usize = 2000;
 
 /// Commands of [`WelfarePosts`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum WelfarePostsCommand {
     /// Record posts developed in the region and year; repeated developments
     /// add up. The first one fixes the stream's region and year.
@@ -297,7 +297,7 @@ wire_enum! {
 
 /// Commands of a [`Fund`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FundCommand {
     /// Set the year's fund base; once per stream.
     BudgetFund {

@@ -37,8 +37,12 @@ pub mod api {
     pub mod v1 {
         #![allow(clippy::all, unreachable_pub, missing_docs)]
         include!(concat!(env!("OUT_DIR"), "/pathway.api.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/client/pathway.api.v1.rs"));
     }
 }
+
+#[cfg(feature = "grpc")]
+pub mod codec;
 
 /// The compiled schema of the published messages (`pathway.views.v1` and
 /// `pathway.exchange.v1`), for decoding them by reflection (JSON output) and

@@ -24,7 +24,10 @@
 //! | 500 | `INTERNAL` | |
 //!
 //! Every error status carries metadata `pathway-error` with the HTTP API's
-//! error code.
+//! error code. A request that does not decode as its protobuf message never
+//! reaches a handler: the generated server's codec
+//! ([`pathway_proto::codec::StrictProstCodec`]) answers it `INVALID_ARGUMENT`
+//! (`pathway-error: malformed`), where tonic's own codec says `INTERNAL`.
 
 use std::{collections::BTreeSet, pin::Pin, sync::Arc, time::Duration};
 

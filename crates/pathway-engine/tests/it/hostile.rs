@@ -8,7 +8,7 @@ use std::path::Path;
 
 use pathway_engine::{
     Engine, EngineError, decode, decode_envelope,
-    json::{self, Parsed},
+    json::{self, AnyCommand, Parsed},
 };
 use pathway_store::{EventStore, embedded::EmbeddedStore};
 use serde_json::{Value, json};
@@ -136,12 +136,131 @@ fn unknown_enum_values_and_fields_are_refused_by_name() {
     );
 
     // An unknown envelope field is refused, so a misspelt one is never
-    // ignored. (Unknown fields inside `command` are still ignored: see
-    // docs/reliability.md, "Left open".)
+    // ignored; so is one inside `command` (next tests).
     let mut extra = example("person", "verify_basic_info");
     extra["is_admin"] = json!(true);
     let e = malformed(&extra.to_string());
     assert!(e.contains("unknown field `is_admin`"), "{e}");
+}
+
+/// `c` serialises to JSON that deserialises back to `c` (its `type` tag is
+/// not taken for an unknown field).
+fn round_trips<T>(c: &T)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let value = serde_json::to_value(c).expect("a command serialises");
+    let back: T = serde_json::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("{value} does not deserialise: {e}"));
+    assert_eq!(&back, c);
+}
+
+#[test]
+fn every_documented_example_parses_and_round_trips() {
+    let examples = documented();
+    assert!(examples.len() >= 40, "{} examples", examples.len());
+    for v in &examples {
+        let parsed = parse(v);
+        assert_eq!(
+            parsed.name,
+            format!(
+                "{}.{}",
+                v["command"]["aggregate"].as_str().unwrap_or_default(),
+                v["command"]["type"].as_str().unwrap_or_default()
+            )
+        );
+        match &parsed.envelope.command {
+            AnyCommand::Person(c) => round_trips(c),
+            AnyCommand::Household(c) => round_trips(c),
+            AnyCommand::Employer(c) => round_trips(c),
+            AnyCommand::DpfOrgan(c) => round_trips(c),
+            AnyCommand::WelfarePosts(c) => round_trips(c),
+            AnyCommand::Fund(c) => round_trips(c),
+            AnyCommand::Cohort(c) => round_trips(c),
+            AnyCommand::Ledger(c) => round_trips(c),
+            AnyCommand::CityReport(c) => round_trips(c),
+            AnyCommand::Evaluation(c) => round_trips(c),
+            AnyCommand::Training(c) => round_trips(c),
+        }
+    }
+}
+
+#[test]
+fn an_unknown_field_inside_any_command_is_refused_by_name() {
+    // Every documented command, of every aggregate: newtype variants
+    // wrapping a struct (person, household, training) and struct variants
+    // (the others) alike.
+    let mut aggregates = std::collections::BTreeSet::new();
+    for v in documented() {
+        let mut extra = v.clone();
+        extra["command"]["wagee"] = json!(5000);
+        let e = malformed(&extra.to_string());
+        assert!(e.contains("unknown field `wagee`, expected "), "{v}: {e}");
+        aggregates.insert(
+            v["command"]["aggregate"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert_eq!(aggregates.len(), 11, "{aggregates:?}");
+}
+
+#[test]
+fn a_misspelt_field_inside_a_command_is_refused_naming_the_real_ones() {
+    for (aggregate, kind, field, misspelt) in [
+        ("person", "place_person", "monthly_wage_fen", "monthly_wage"),
+        (
+            "household",
+            "reassess_income",
+            "per_capita_income_fen",
+            "per_capita_income",
+        ),
+        ("training", "register_programme", "provider_org", "provider"),
+        (
+            "employer",
+            "report_quota",
+            "disabled_employees",
+            "disabled_employes",
+        ),
+        ("fund", "budget_fund", "fund_base_fen", "fund_base"),
+        ("ledger", "record_outcome", "recorded_on", "recorded_at"),
+        ("city_report", "submit_report", "narrative", "narative"),
+    ] {
+        let mut line = example(aggregate, kind);
+        let command = line["command"].as_object_mut().expect("command object");
+        let value = command.remove(field).expect("documented field");
+        command.insert(misspelt.to_owned(), value);
+        let e = malformed(&line.to_string());
+        assert!(
+            e.contains(&format!("unknown field `{misspelt}`, expected one of ")),
+            "{aggregate}.{kind}: {e}"
+        );
+        assert!(e.contains(&format!("`{field}`")), "{aggregate}.{kind}: {e}");
+        // The tags are not fields of the command.
+        assert!(!e.contains("`type`") && !e.contains("`aggregate`"), "{e}");
+    }
+    // An optional field, left out in the example, misspelt: not silently
+    // taken as absent.
+    let mut employer = example("employer", "register_employer");
+    let command = employer["command"].as_object_mut().expect("command object");
+    command.remove("supervisor_org");
+    command.insert("supervisor".to_owned(), json!("SASAC"));
+    let e = malformed(&employer.to_string());
+    assert!(e.contains("unknown field `supervisor`"), "{e}");
+}
+
+#[tokio::test]
+async fn an_unknown_field_inside_a_command_writes_nothing() {
+    let (_dir, engine) = engine();
+    let before = head(&engine).await;
+    let mut budget = example("fund", "budget_fund");
+    budget["command"]["year"] = json!(2030);
+    budget["command"]["fund_base_fen_override"] = json!(1);
+    let e = malformed(&budget.to_string());
+    assert!(e.contains("unknown field `fund_base_fen_override`"), "{e}");
+    assert_eq!(head(&engine).await, before);
+    still_works(&engine, 2030).await;
 }
 
 #[test]

@@ -366,6 +366,44 @@ async fn unknown_enum_values_are_refused() {
 }
 
 #[tokio::test]
+async fn unknown_fields_inside_the_command_are_refused() {
+    let app = spawn_embedded(|_, _| {}).await;
+    // A misspelt field of a command wrapping a struct (person), of a struct
+    // variant (fund, employer) and of a training programme: each refused by
+    // name, as an unknown envelope field is.
+    for (department, aggregate, kind, field) in [
+        ("hrss", "person", "place_person", "wagee"),
+        ("finance", "fund", "budget_fund", "fund_base_fenn"),
+        ("organization", "employer", "register_employer", "is_admin"),
+        ("hrss", "training", "register_programme", "subsidy_fen"),
+    ] {
+        let mut line = example(aggregate, kind);
+        line["command"][field] = json!(5000);
+        refused(
+            &app,
+            &token(department, None),
+            bytes(&line),
+            400,
+            "malformed",
+            &format!("unknown field `{field}`, expected "),
+        )
+        .await;
+    }
+    let mut envelope = budget(2023);
+    envelope["is_admin"] = json!(true);
+    refused(
+        &app,
+        &token("finance", None),
+        bytes(&envelope),
+        400,
+        "malformed",
+        "unknown field `is_admin`, expected one of ",
+    )
+    .await;
+    still_works(&app, 2023).await;
+}
+
+#[tokio::test]
 async fn ten_thousand_commands_in_one_batch_are_refused_whole() {
     // A body limit large enough for the batch, so that the batch limit is
     // what answers.
@@ -504,21 +542,54 @@ mod grpc {
     }
 
     /// `bytes` is refused with `code` and a message containing `message`,
-    /// and nothing is written.
-    async fn refused(app: &TestApp, token: &str, bytes: Vec<u8>, code: Code, message: &str) {
+    /// and nothing is written; returns the status.
+    async fn refused(
+        app: &TestApp,
+        token: &str,
+        bytes: Vec<u8>,
+        code: Code,
+        message: &str,
+    ) -> Status {
         let before = head(app).await;
-        match submit_raw(app, token, bytes).await {
+        let status = match submit_raw(app, token, bytes).await {
             Ok(answer) => panic!("accepted: {answer:?}"),
-            Err(status) => {
-                assert_eq!(status.code(), code, "{status:?}");
-                assert!(
-                    status.message().contains(message),
-                    "{message:?} not in {:?}",
-                    status.message()
-                );
-            }
-        }
+            Err(status) => status,
+        };
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(
+            status.message().contains(message),
+            "{message:?} not in {:?}",
+            status.message()
+        );
         assert_eq!(head(app).await, before, "a refused request reached the log");
+        status
+    }
+
+    /// Undecodable protobuf: INVALID_ARGUMENT, `pathway-error: malformed`,
+    /// a message naming the request message and then prost's decode error.
+    async fn undecodable(app: &TestApp, token: &str, bytes: Vec<u8>, problem: &str) {
+        let status = refused(
+            app,
+            token,
+            bytes,
+            Code::InvalidArgument,
+            "request is not a valid SubmitCommandRequest protobuf message: \
+             failed to decode Protobuf message: ",
+        )
+        .await;
+        assert!(
+            status.message().contains(problem),
+            "{problem:?} not in {:?}",
+            status.message()
+        );
+        assert_eq!(
+            status
+                .metadata()
+                .get("pathway-error")
+                .and_then(|v| v.to_str().ok()),
+            Some("malformed"),
+            "{status:?}"
+        );
     }
 
     fn command(envelope: &Value) -> Command {
@@ -542,35 +613,32 @@ mod grpc {
     async fn malformed_truncated_and_oversized_protobuf_is_refused() {
         let app = spawn_embedded(|_, _| {}).await;
         let finance = token("finance", None);
-        // tonic's codec answers a message that does not decode with
-        // INTERNAL, before any handler runs; the API's mapping would say
-        // INVALID_ARGUMENT (docs/reliability.md, "Left open").
-        refused(
-            &app,
-            &finance,
-            b"\xff\xff\xff".to_vec(),
-            Code::Internal,
-            "failed to decode Protobuf message",
-        )
-        .await;
+        // Bytes that are not a SubmitCommandRequest are the caller's mistake:
+        // INVALID_ARGUMENT naming the message and the decode error
+        // (`pathway_proto::codec::StrictProstCodec`), not tonic's INTERNAL.
+        undecodable(&app, &finance, b"\xff\xff\xff".to_vec(), "invalid varint").await;
+        // A valid message with its last bytes cut off.
         let good = single(&budget(2023));
-        refused(
+        for cut in [1, 7] {
+            undecodable(
+                &app,
+                &finance,
+                good[..good.len() - cut].to_vec(),
+                "buffer underflow",
+            )
+            .await;
+        }
+        // A length prefix promising more than the message holds.
+        undecodable(
             &app,
             &finance,
-            good[..good.len() - 7].to_vec(),
-            Code::Internal,
-            "failed to decode Protobuf message",
+            vec![0x0a, 0x7f, 0x0a, 0x01],
+            "buffer underflow",
         )
         .await;
         // JSON where protobuf is expected.
-        refused(
-            &app,
-            &finance,
-            bytes(&budget(2023)),
-            Code::Internal,
-            "failed to decode Protobuf message",
-        )
-        .await;
+        let json = bytes(&example("fund", "budget_fund"));
+        undecodable(&app, &finance, json, "invalid wire type value: 7").await;
         // A request with no command at all.
         refused(
             &app,
@@ -619,11 +687,10 @@ mod grpc {
             .position(|w| w == b"finance")
             .expect("the department in the envelope");
         bytes[at] = 0xff;
-        refused(
+        undecodable(
             &app,
             &finance,
             bytes,
-            Code::Internal,
             "invalid string value: data is not UTF-8 encoded",
         )
         .await;
