@@ -31,7 +31,7 @@ impl<'a> Context<'a> {
 
 /// An event-sourced aggregate: state is a fold of its events, and commands are
 /// decided against that state by pure code.
-pub trait Aggregate: Default + Clone + std::fmt::Debug {
+pub trait Aggregate: Default + Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The commands this aggregate decides.
     type Command;
     /// Stream id prefix, e.g. `person` for `person-<uuid>`.

@@ -38,10 +38,16 @@
 pub mod json;
 pub mod reservation;
 
+use std::any::Any;
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 pub use pathway_keys::{KeyError, Keyring};
 
+use lru::LruCache;
 use pathway_domain::{
     Aggregate, Context, Event, Rejection, pb,
     person::{Person, PersonCommand, RegisterPerson},
@@ -65,6 +71,13 @@ pub const COMMAND_RETRY_BACKOFF_US: u64 = 2_000;
 pub const COMMAND_RETRY_BACKOFF_DOUBLINGS_MAX: u32 = 5;
 /// Events read per call while loading a stream.
 pub const STREAM_READ_BATCH_EVENTS: usize = 1_000;
+/// Streams whose folded state the engine keeps in memory between commands
+/// (least recently used dropped first).
+pub const SNAPSHOTS_MAX: usize = 1_024;
+/// Events a stream must hold before its state is kept: shorter streams are
+/// read and folded whole for every command, which costs less than the
+/// bookkeeping.
+pub const SNAPSHOT_EVENTS_MIN: u64 = 64;
 
 /// Who sends a command, when, and why.
 #[derive(Debug, Clone)]
@@ -127,12 +140,92 @@ pub struct Engine<S> {
     store: S,
     policy: &'static PolicyTable,
     keyring: Option<Keyring>,
+    snapshots: Snapshots,
+}
+
+/// The folded state of long streams, kept between commands so that a
+/// command on a stream of n events reads and folds only the events appended
+/// since (by any process: the tail is always read from the log), not all n.
+///
+/// A snapshot is taken out of the cache while a command works on it and put
+/// back, advanced by the command's own events, once they are appended; a
+/// concurrent command on the same stream meanwhile folds from the log. Each
+/// snapshot keeps the ids of the events folded into it, so a retried
+/// command whose events are already folded in is recognised and answered
+/// from a full load, exactly as without the snapshot.
+#[derive(Clone)]
+struct Snapshots(Arc<Mutex<LruCache<String, Snapshot>>>);
+
+struct Snapshot {
+    state: Box<dyn Any + Send + Sync>,
+    version: u64,
+    /// The ids of the events at versions 1..=`version`.
+    event_ids: HashSet<Uuid>,
+}
+
+impl std::fmt::Debug for Snapshots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self.0.lock().map_or(0, |c| c.len());
+        f.debug_struct("Snapshots").field("streams", &len).finish()
+    }
+}
+
+impl Snapshots {
+    fn new() -> Self {
+        Snapshots(Arc::new(Mutex::new(LruCache::new(
+            NonZeroUsize::new(SNAPSHOTS_MAX).expect("non-zero"),
+        ))))
+    }
+
+    /// Takes `stream`'s snapshot out, unless `first_event_id` (the id the
+    /// command's first event would have) was folded into it.
+    fn take<A: Aggregate>(&self, stream: &str, first_event_id: Option<Uuid>) -> Option<Snapshot> {
+        let mut cache = self.0.lock().ok()?;
+        let snapshot = cache.pop(stream)?;
+        if !snapshot.state.is::<A>() {
+            return None;
+        }
+        match first_event_id {
+            Some(id) if snapshot.event_ids.contains(&id) => {
+                cache.put(stream.to_owned(), snapshot);
+                None
+            }
+            _ => Some(snapshot),
+        }
+    }
+
+    /// Keeps `state` at `version` unless the cache meanwhile got a later one.
+    fn put<A: Aggregate>(&self, stream: &str, state: A, version: u64, event_ids: HashSet<Uuid>) {
+        if version < SNAPSHOT_EVENTS_MIN {
+            return;
+        }
+        let Ok(mut cache) = self.0.lock() else { return };
+        if cache.peek(stream).is_some_and(|s| s.version >= version) {
+            return;
+        }
+        cache.put(
+            stream.to_owned(),
+            Snapshot {
+                state: Box::new(state),
+                version,
+                event_ids,
+            },
+        );
+    }
+
+    fn clear(&self) {
+        if let Ok(mut cache) = self.0.lock() {
+            cache.clear();
+        }
+    }
 }
 
 /// A stream as loaded for one command.
 struct Loaded<A> {
     state: A,
     version: u64,
+    /// The ids of the events folded into `state`.
+    event_ids: HashSet<Uuid>,
     /// What this command id already did on the stream, if anything.
     prior: Option<Prior<A>>,
 }
@@ -154,6 +247,7 @@ impl<S: EventStore + Clone> Engine<S> {
             store,
             policy: PolicyTable::builtin(),
             keyring: None,
+            snapshots: Snapshots::new(),
         }
     }
 
@@ -189,6 +283,8 @@ impl<S: EventStore + Clone> Engine<S> {
         for event in events {
             if let Event::PersonalDataErased(e) = event {
                 keyring.erase(&e.person_ref, &e.reason).await?;
+                // No opened field of the person outlives the key in memory.
+                self.snapshots.clear();
             }
         }
         Ok(())
@@ -215,11 +311,17 @@ impl<S: EventStore + Clone> Engine<S> {
         stream: &str,
         command_id: Option<Uuid>,
     ) -> Result<Loaded<A>, EngineError> {
-        let mut state = A::default();
-        let mut version = 0;
-        let mut prior: Option<Prior<A>> = None;
         // The id the command's next event would have, were it stored.
         let mut expected = command_id.map(|c| (c, event_id(c, stream, 0)));
+        let (mut state, mut version, mut event_ids) =
+            match self.snapshots.take::<A>(stream, expected.map(|(_, id)| id)) {
+                Some(s) => match s.state.downcast::<A>() {
+                    Ok(state) => (*state, s.version, s.event_ids),
+                    Err(_) => (A::default(), 0, HashSet::new()),
+                },
+                None => (A::default(), 0, HashSet::new()),
+            };
+        let mut prior: Option<Prior<A>> = None;
         loop {
             let batch = self
                 .store
@@ -258,11 +360,13 @@ impl<S: EventStore + Clone> Engine<S> {
                 }
                 state = state.evolve(&event);
                 version = r.stream_version;
+                event_ids.insert(r.event_id);
             }
             if n < STREAM_READ_BATCH_EVENTS {
                 return Ok(Loaded {
                     state,
                     version,
+                    event_ids,
                     prior,
                 });
             }
@@ -297,13 +401,23 @@ impl<S: EventStore + Clone> Engine<S> {
             if let Some(e) = ids_taken.take() {
                 return Err(EngineError::Store(e));
             }
-            let events = loaded.state.decide(command, &ctx)?;
-            if events.is_empty() {
-                return Ok(Handled {
-                    events,
-                    append: None,
-                });
-            }
+            let Loaded {
+                state,
+                version,
+                mut event_ids,
+                ..
+            } = loaded;
+            let events = match state.decide(command, &ctx) {
+                Ok(events) if !events.is_empty() => events,
+                decided => {
+                    // Nothing appended: the state as loaded is current.
+                    self.snapshots.put(stream, state, version, event_ids);
+                    return Ok(Handled {
+                        events: decided?,
+                        append: None,
+                    });
+                }
+            };
             let mut new: Vec<NewEvent> = Vec::with_capacity(events.len());
             for (i, e) in events.iter().enumerate() {
                 match &self.keyring {
@@ -317,13 +431,19 @@ impl<S: EventStore + Clone> Engine<S> {
                     None => new.push(envelope(e, stream, i, meta)),
                 }
             }
-            let expected = if loaded.version == 0 {
+            let expected = if version == 0 {
                 ExpectedVersion::NoStream
             } else {
-                ExpectedVersion::Exact(loaded.version)
+                ExpectedVersion::Exact(version)
             };
+            let new_ids: Vec<Uuid> = new.iter().map(|e| e.event_id).collect();
             match self.store.append(stream, expected, new).await {
                 Ok(result) => {
+                    // The stream now is what was loaded and these events.
+                    let advanced = events.iter().fold(state, |s, e| s.evolve(e));
+                    event_ids.extend(new_ids);
+                    self.snapshots
+                        .put(stream, advanced, result.stream_version, event_ids);
                     self.destroy_erased_keys(&events).await?;
                     return Ok(Handled {
                         events,

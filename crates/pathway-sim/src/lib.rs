@@ -29,6 +29,9 @@ pub use life::Employer;
 pub const PERSONS_DEFAULT: usize = 3_000;
 /// Persons whose lives run at once (bounds memory and open appends).
 pub const CONCURRENCY_DEFAULT: usize = 64;
+/// Employers, cohorts or ledgers set up at once in the phases around the
+/// persons' lives (each is its own stream).
+pub const PHASE_CONCURRENCY: usize = 64;
 /// Employers and public units simulated per 1,000 persons.
 pub const EMPLOYERS_PER_THOUSAND_PERSONS: usize = 20;
 
@@ -241,10 +244,18 @@ pub async fn setup<K: CommandSink>(
     stats.merge(actor.stats);
     let employer_count = (persons * EMPLOYERS_PER_THOUSAND_PERSONS / 1000).max(13);
     let mut employers = Vec::with_capacity(employer_count);
-    for i in 0..employer_count {
-        let mut actor = Actor::new(sink, seed, u64::MAX - i as u64);
-        employers.push(life::employer(&mut actor, i).await?);
-        stats.merge(actor.stats);
+    // Each employer is its own streams; `buffered` keeps them in index order.
+    let mut registered = stream::iter(0..employer_count)
+        .map(|i| async move {
+            let mut actor = Actor::new(sink, seed, u64::MAX - i as u64);
+            let employer = life::employer(&mut actor, i).await?;
+            Ok::<_, SimError>((employer, actor.stats))
+        })
+        .buffered(PHASE_CONCURRENCY);
+    while let Some(result) = registered.next().await {
+        let (employer, tally) = result?;
+        employers.push(employer);
+        stats.merge(tally);
     }
     Ok((employers, stats))
 }
@@ -271,7 +282,45 @@ pub async fn graduates<K: CommandSink>(
     seed: u64,
     graduates: &BTreeMap<String, Graduate>,
 ) -> Result<SimStats, SimError> {
-    let mut actor = Actor::new(sink, seed, u64::MAX / 4);
-    life::graduates(&mut actor, graduates).await?;
-    Ok(actor.stats)
+    // One cohort per city and year: each is one stream, so its records are
+    // sent one after another, but the cohorts go at once.
+    let mut cohorts: BTreeMap<(i32, String), Vec<(&String, &Graduate)>> = BTreeMap::new();
+    for (person_ref, g) in graduates {
+        let city = format!("{}00", &g.residence_region[..4]);
+        cohorts
+            .entry((g.year, city))
+            .or_default()
+            .push((person_ref, g));
+    }
+    let mut stats = SimStats::default();
+    let mut sent = stream::iter(cohorts.iter().enumerate())
+        .map(|(i, ((year, city), matched))| async move {
+            let mut actor = Actor::new(sink, seed, u64::MAX / 4 - i as u64);
+            life::cohort(&mut actor, *year, city, matched).await?;
+            Ok::<_, SimError>(actor.stats)
+        })
+        .buffer_unordered(PHASE_CONCURRENCY);
+    while let Some(result) = sent.next().await {
+        stats.merge(result?);
+    }
+    drop(sent);
+    // Then every matched graduate's ledger, each its own stream.
+    let mut sent = stream::iter(graduates.iter())
+        .map(|(person_ref, g)| async move {
+            let mut actor = Actor::new(sink, seed, stable_hash(person_ref) ^ (u64::MAX / 5));
+            life::ledger(&mut actor, person_ref, g).await?;
+            Ok::<_, SimError>(actor.stats)
+        })
+        .buffer_unordered(PHASE_CONCURRENCY);
+    while let Some(result) = sent.next().await {
+        stats.merge(result?);
+    }
+    Ok(stats)
+}
+
+/// FNV-1a of `text`: a seed that depends only on the text.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -873,109 +873,115 @@ pub(crate) async fn governance<K: CommandSink>(
     Ok(())
 }
 
-/// Education sends one cohort a year (with a few records that match no
-/// registered person); each matched graduate gets a ledger, a plan, a
-/// service and a year-end outcome.
-pub(crate) async fn graduates<K: CommandSink>(
+/// Education's cohort of one city and year: received, each record matched
+/// to a registered person, and a few records that match nobody.
+pub(crate) async fn cohort<K: CommandSink>(
     a: &mut Actor<'_, K>,
-    graduates: &std::collections::BTreeMap<String, Graduate>,
+    year: i32,
+    city: &str,
+    matched: &[(&String, &Graduate)],
 ) -> Result<(), SimError> {
     const UNMATCHED_PER_COHORT: u32 = 3;
-    for year in PLAN_YEARS {
-        let batch_id = format!("edu-{year}");
-        let stream = format!("cohort-{batch_id}");
-        let of_year: Vec<(&String, &Graduate)> =
-            graduates.iter().filter(|(_, g)| g.year == year).collect();
-        let received_on = ymd(year, 3, 15);
-        let receive = CohortCommand::ReceiveCohort {
-            batch_id: batch_id.clone(),
-            year,
-            record_count: of_year.len() as u32 + UNMATCHED_PER_COHORT,
+    let batch_id = format!("edu-{year}-{city}");
+    let stream = format!("cohort-{batch_id}");
+    let received_on = ymd(year, 3, 15);
+    let receive = CohortCommand::ReceiveCohort {
+        batch_id: batch_id.clone(),
+        year,
+        record_count: matched.len() as u32 + UNMATCHED_PER_COHORT,
+    };
+    a.send::<Cohort>(
+        &stream,
+        &receive,
+        pb::Department::Education,
+        "230000",
+        received_on,
+    )
+    .await?;
+    for (person_ref, g) in matched {
+        let record = CohortCommand::RecordMatch {
+            person_ref: (*person_ref).clone(),
+            id_hmac: g.id_hmac_hex.clone(),
+            school: g.school.clone(),
+            major: "computer science".to_owned(),
+            level: GraduateLevel::Bachelor,
+            expected_graduation: ymd(year, 6, 30),
+            residence_region: g.residence_region.clone(),
         };
         a.send::<Cohort>(
             &stream,
-            &receive,
-            pb::Department::Education,
+            &record,
+            pb::Department::Pathway,
             "230000",
             received_on,
         )
         .await?;
-        for (person_ref, g) in &of_year {
-            let matched = CohortCommand::RecordMatch {
-                person_ref: (*person_ref).clone(),
-                id_hmac: g.id_hmac_hex.clone(),
-                school: g.school.clone(),
-                major: "computer science".to_owned(),
-                level: GraduateLevel::Bachelor,
-                expected_graduation: ymd(year, 6, 30),
-                residence_region: g.residence_region.clone(),
-            };
-            a.send::<Cohort>(
-                &stream,
-                &matched,
-                pb::Department::Pathway,
-                "230000",
-                received_on,
-            )
-            .await?;
-        }
-        for k in 0..UNMATCHED_PER_COHORT {
-            let unmatched = CohortCommand::RecordUnmatched {
-                record_hash: hex::encode(hmac(&format!("{batch_id}-unmatched-{k}"))),
-                reason: UnmatchedReason::NotRegistered,
-            };
-            a.send::<Cohort>(
-                &stream,
-                &unmatched,
-                pb::Department::Pathway,
-                "230000",
-                received_on,
-            )
-            .await?;
-        }
-        for (person_ref, g) in of_year {
-            let city = format!("{}00", &g.residence_region[..4]);
-            let ledger = format!("ledger-{person_ref}-{year}");
-            let dpf = pb::Department::Dpf;
-            let open = LedgerCommand::OpenLedger {
-                ledger_id: a.uuid().to_string(),
-                person_ref: person_ref.clone(),
-                year,
-                city: g.residence_region.clone(),
-                school: g.school.clone(),
-            };
-            if a.send::<GraduateLedger>(&ledger, &open, dpf, &city, ymd(year, 4, 1))
-                .await?
-                .is_none()
-            {
-                continue;
-            }
-            let plan = LedgerCommand::SetPlan {
-                measures: vec![GraduateMeasure::JobReferral, GraduateMeasure::Training],
-                target_date: ymd(year, 11, 30),
-            };
-            a.send::<GraduateLedger>(&ledger, &plan, dpf, &city, ymd(year, 4, 20))
-                .await?;
-            let service = LedgerCommand::DeliverService {
-                measure: GraduateMeasure::JobReferral,
-                provider_org: format!("{city}-employment-service"),
-                delivered_on: ymd(year, 7, 15),
-            };
-            a.send::<GraduateLedger>(&ledger, &service, dpf, &city, ymd(year, 7, 15))
-                .await?;
-            let employed = a.rng().random_bool(0.62);
-            let outcome = LedgerCommand::RecordOutcome {
-                outcome: if employed {
-                    GraduateOutcome::Employed
-                } else {
-                    GraduateOutcome::NotYetEmployed
-                },
-                employment_form: employed.then_some(EmploymentForm::Flexible),
-                recorded_on: ymd(year, 12, 15),
-            };
-            a.send::<GraduateLedger>(&ledger, &outcome, dpf, &city, ymd(year, 12, 15))
-                .await?;
-        }
     }
+    for k in 0..UNMATCHED_PER_COHORT {
+        let unmatched = CohortCommand::RecordUnmatched {
+            record_hash: hex::encode(hmac(&format!("{batch_id}-unmatched-{k}"))),
+            reason: UnmatchedReason::NotRegistered,
+        };
+        a.send::<Cohort>(
+            &stream,
+            &unmatched,
+            pb::Department::Pathway,
+            "230000",
+            received_on,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A matched graduate's employment-service ledger for the year: opened by the
+/// city DPF, a plan, a service, an outcome.
+pub(crate) async fn ledger<K: CommandSink>(
+    a: &mut Actor<'_, K>,
+    person_ref: &str,
+    g: &Graduate,
+) -> Result<(), SimError> {
+    let year = g.year;
+    let city = format!("{}00", &g.residence_region[..4]);
+    let ledger = format!("ledger-{person_ref}-{year}");
+    let dpf = pb::Department::Dpf;
+    let open = LedgerCommand::OpenLedger {
+        ledger_id: a.uuid().to_string(),
+        person_ref: person_ref.to_owned(),
+        year,
+        city: g.residence_region.clone(),
+        school: g.school.clone(),
+    };
+    if a.send::<GraduateLedger>(&ledger, &open, dpf, &city, ymd(year, 4, 1))
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let plan = LedgerCommand::SetPlan {
+        measures: vec![GraduateMeasure::JobReferral, GraduateMeasure::Training],
+        target_date: ymd(year, 11, 30),
+    };
+    a.send::<GraduateLedger>(&ledger, &plan, dpf, &city, ymd(year, 4, 20))
+        .await?;
+    let service = LedgerCommand::DeliverService {
+        measure: GraduateMeasure::JobReferral,
+        provider_org: format!("{city}-employment-service"),
+        delivered_on: ymd(year, 7, 15),
+    };
+    a.send::<GraduateLedger>(&ledger, &service, dpf, &city, ymd(year, 7, 15))
+        .await?;
+    let employed = a.rng().random_bool(0.62);
+    let outcome = LedgerCommand::RecordOutcome {
+        outcome: if employed {
+            GraduateOutcome::Employed
+        } else {
+            GraduateOutcome::NotYetEmployed
+        },
+        employment_form: employed.then_some(EmploymentForm::Flexible),
+        recorded_on: ymd(year, 12, 15),
+    };
+    a.send::<GraduateLedger>(&ledger, &outcome, dpf, &city, ymd(year, 12, 15))
+        .await?;
     Ok(())
 }
