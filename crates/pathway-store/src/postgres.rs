@@ -101,6 +101,9 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// Set on every connection of the store (see [`PostgresStore::connect`]).
+const PLAN_CACHE_OPTION: &str = "-c plan_cache_mode=force_custom_plan";
+
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user@host:port/db`),
     /// applies pending migrations and starts the committer and head watcher.
@@ -113,6 +116,17 @@ impl PostgresStore {
         config
             .connect_timeout(Duration::from_millis(limits::PG_CONNECT_TIMEOUT_MS))
             .application_name("pathway");
+        // Plan every execution of a prepared statement with the parameters
+        // and table sizes of the moment. A generic plan made while a table is
+        // nearly empty (a fresh log) is a sequential scan, and without an
+        // ANALYZE since (autovacuum off, or not yet run) it is never replaced:
+        // the group commit's event-id lookup then scans the whole log for
+        // every group, and appends slow down as the log grows.
+        let options = match config.get_options() {
+            Some(o) if !o.is_empty() => format!("{o} {PLAN_CACHE_OPTION}"),
+            _ => PLAN_CACHE_OPTION.to_owned(),
+        };
+        config.options(&options);
 
         let manager = Manager::from_config(
             config.clone(),

@@ -532,3 +532,36 @@ async fn bench_functions_report_what_they_did() {
         .unwrap();
     assert_eq!(scratch.get::<_, i64>(0), 0, "the scratch table is dropped");
 }
+
+/// Every connection of the store plans prepared statements afresh (a generic
+/// plan made on the empty log would scan the whole log for each group commit
+/// for ever when nothing runs ANALYZE); options given in the URL are kept.
+#[tokio::test]
+async fn store_connections_plan_each_execution_and_keep_url_options() {
+    let db = TestDb::create().await;
+    let cases = [
+        (db.url().to_owned(), None),
+        (
+            format!("{}?options=-c%20statement_timeout%3D4321", db.url()),
+            Some("4321ms"),
+        ),
+    ];
+    for (url, timeout) in cases {
+        let store = PostgresStore::connect(&url).await.expect("connect");
+        let client = store.pool().get().await.expect("pooled connection");
+        let show = |name: &'static str| {
+            let client = &client;
+            async move {
+                let row = client
+                    .query_one(&format!("SHOW {name}"), &[])
+                    .await
+                    .expect("SHOW");
+                row.get::<_, String>(0)
+            }
+        };
+        assert_eq!(show("plan_cache_mode").await, "force_custom_plan", "{url}");
+        if let Some(timeout) = timeout {
+            assert_eq!(show("statement_timeout").await, timeout, "{url}");
+        }
+    }
+}
