@@ -86,7 +86,7 @@ async fn erase_on<S: EventStore + Clone>(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(EngineError::Rejected(r)) if r.problem.contains("already erased") => {
+        Err(EngineError::Rejected(r)) if r.rule == pathway_domain::person::ERASED_ONCE_RULE => {
             // Erased before, perhaps by a process that stopped before it
             // destroyed the key: make sure the key is gone.
             let keyring: &Keyring = engine.keyring().context("no keyring")?;

@@ -362,6 +362,10 @@ pub struct EndPlacement {
     pub reason: PlacementEndReason,
 }
 
+/// The rule a second erasure of the same person is rejected under (callers
+/// that make erasure idempotent match on it).
+pub const ERASED_ONCE_RULE: &str = "PIPL erasure: the data key is destroyed once";
+
 /// Commands decided on a person's stream; JSON `{"type": "place_person", …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -899,7 +903,7 @@ impl Person {
         if self.erased {
             return Err(Rejection::state(
                 "personal data is already erased",
-                "PIPL erasure: the data key is destroyed once",
+                ERASED_ONCE_RULE,
             ));
         }
         Ok(vec![Event::PersonalDataErased(pb::PersonalDataErased {

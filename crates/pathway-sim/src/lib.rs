@@ -245,13 +245,10 @@ pub async fn setup<K: CommandSink>(
     let employer_count = (persons * EMPLOYERS_PER_THOUSAND_PERSONS / 1000).max(13);
     let mut employers = Vec::with_capacity(employer_count);
     // Each employer is its own streams; `buffered` keeps them in index order.
-    let mut registered = stream::iter(0..employer_count)
-        .map(|i| async move {
-            let mut actor = Actor::new(sink, seed, u64::MAX - i as u64);
-            let employer = life::employer(&mut actor, i).await?;
-            Ok::<_, SimError>((employer, actor.stats))
-        })
-        .buffered(PHASE_CONCURRENCY);
+    let tasks: Vec<_> = (0..employer_count)
+        .map(|i| employer_task(sink, seed, i))
+        .collect();
+    let mut registered = stream::iter(tasks).buffered(PHASE_CONCURRENCY);
     while let Some(result) = registered.next().await {
         let (employer, tally) = result?;
         employers.push(employer);
@@ -293,29 +290,62 @@ pub async fn graduates<K: CommandSink>(
             .push((person_ref, g));
     }
     let mut stats = SimStats::default();
-    let mut sent = stream::iter(cohorts.iter().enumerate())
-        .map(|(i, ((year, city), matched))| async move {
-            let mut actor = Actor::new(sink, seed, u64::MAX / 4 - i as u64);
-            life::cohort(&mut actor, *year, city, matched).await?;
-            Ok::<_, SimError>(actor.stats)
-        })
-        .buffer_unordered(PHASE_CONCURRENCY);
+    // (Futures made by named async fns, not closures: the phase must stay
+    // `Send` for any lifetime when a caller spawns it.)
+    let tasks: Vec<_> = cohorts
+        .iter()
+        .enumerate()
+        .map(|(i, ((year, city), matched))| cohort_task(sink, seed, i, *year, city, matched))
+        .collect();
+    let mut sent = stream::iter(tasks).buffer_unordered(PHASE_CONCURRENCY);
     while let Some(result) = sent.next().await {
         stats.merge(result?);
     }
     drop(sent);
     // Then every matched graduate's ledger, each its own stream.
-    let mut sent = stream::iter(graduates.iter())
-        .map(|(person_ref, g)| async move {
-            let mut actor = Actor::new(sink, seed, stable_hash(person_ref) ^ (u64::MAX / 5));
-            life::ledger(&mut actor, person_ref, g).await?;
-            Ok::<_, SimError>(actor.stats)
-        })
-        .buffer_unordered(PHASE_CONCURRENCY);
+    let tasks: Vec<_> = graduates
+        .iter()
+        .map(|(person_ref, g)| ledger_task(sink, seed, person_ref, g))
+        .collect();
+    let mut sent = stream::iter(tasks).buffer_unordered(PHASE_CONCURRENCY);
     while let Some(result) = sent.next().await {
         stats.merge(result?);
     }
     Ok(stats)
+}
+
+async fn cohort_task<K: CommandSink>(
+    sink: &K,
+    seed: u64,
+    index: usize,
+    year: i32,
+    city: &str,
+    matched: &[(&String, &Graduate)],
+) -> Result<SimStats, SimError> {
+    let mut actor = Actor::new(sink, seed, u64::MAX / 4 - index as u64);
+    life::cohort(&mut actor, year, city, matched).await?;
+    Ok(actor.stats)
+}
+
+async fn ledger_task<K: CommandSink>(
+    sink: &K,
+    seed: u64,
+    person_ref: &str,
+    g: &Graduate,
+) -> Result<SimStats, SimError> {
+    let mut actor = Actor::new(sink, seed, stable_hash(person_ref) ^ (u64::MAX / 5));
+    life::ledger(&mut actor, person_ref, g).await?;
+    Ok(actor.stats)
+}
+
+async fn employer_task<K: CommandSink>(
+    sink: &K,
+    seed: u64,
+    index: usize,
+) -> Result<(Employer, SimStats), SimError> {
+    let mut actor = Actor::new(sink, seed, u64::MAX - index as u64);
+    let employer = life::employer(&mut actor, index).await?;
+    Ok((employer, actor.stats))
 }
 
 /// FNV-1a of `text`: a seed that depends only on the text.
