@@ -298,6 +298,14 @@ impl<S: EventStore + Clone> Engine<S> {
     /// Loads a stream's aggregate state and version.
     pub async fn load<A: Aggregate>(&self, stream: &str) -> Result<(A, u64), EngineError> {
         let loaded = self.load_for::<A>(stream, None).await?;
+        if loaded.version >= SNAPSHOT_EVENTS_MIN {
+            self.snapshots.put(
+                stream,
+                loaded.state.clone(),
+                loaded.version,
+                loaded.event_ids,
+            );
+        }
         Ok((loaded.state, loaded.version))
     }
 

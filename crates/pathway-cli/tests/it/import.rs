@@ -226,13 +226,18 @@ fn lines_that_cannot_be_routed_are_reported_with_the_reason() {
                 r#""department": "dpf""#,
                 r#""department": "dpf", "colour": "red""#,
             ),
+            // Inside the command as well as in the envelope.
+            VERIFY.replace(
+                r#""type": "verify_basic_info","#,
+                r#""type": "verify_basic_info", "colour": "red","#,
+            ),
         ],
     );
     let out = pathway(&["import", "--dry-run", input.to_str().expect("utf-8 path")]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stdout).lines().last(),
-        Some("1 valid, 4 invalid (dry run, nothing applied)")
+        Some("1 valid, 5 invalid (dry run, nothing applied)")
     );
     let stderr = text(&out.stderr);
     let reports: Vec<&str> = stderr.lines().collect();
@@ -246,4 +251,10 @@ fn lines_that_cannot_be_routed_are_reported_with_the_reason() {
         ],
         "{stderr}"
     );
+    assert!(
+        reports[4].starts_with("line 6: malformed: unknown field `colour`, expected one of ")
+            && reports[4].contains("`verified_by_org`"),
+        "{stderr}"
+    );
+    assert_eq!(reports.len(), 5, "{stderr}");
 }
