@@ -177,21 +177,28 @@ impl Snapshots {
         ))))
     }
 
-    /// Takes `stream`'s snapshot out, unless `first_event_id` (the id the
-    /// command's first event would have) was folded into it.
-    fn take<A: Aggregate>(&self, stream: &str, first_event_id: Option<Uuid>) -> Option<Snapshot> {
+    /// Takes `stream`'s snapshot out (state, version, folded event ids),
+    /// unless `first_event_id` (the id the command's first event would
+    /// have) was folded into it.
+    fn take<A: Aggregate>(
+        &self,
+        stream: &str,
+        first_event_id: Option<Uuid>,
+    ) -> Option<(A, u64, HashSet<Uuid>)> {
         let mut cache = self.0.lock().ok()?;
         let snapshot = cache.pop(stream)?;
-        if !snapshot.state.is::<A>() {
+        if first_event_id.is_some_and(|id| snapshot.event_ids.contains(&id)) {
+            cache.put(stream.to_owned(), snapshot);
             return None;
         }
-        match first_event_id {
-            Some(id) if snapshot.event_ids.contains(&id) => {
-                cache.put(stream.to_owned(), snapshot);
-                None
-            }
-            _ => Some(snapshot),
-        }
+        let Snapshot {
+            state,
+            version,
+            event_ids,
+        } = snapshot;
+        // A stream holds one aggregate; another type finds no snapshot.
+        let state = state.downcast::<A>().ok()?;
+        Some((*state, version, event_ids))
     }
 
     /// Keeps `state` at `version` unless the cache meanwhile got a later one.
@@ -321,14 +328,10 @@ impl<S: EventStore + Clone> Engine<S> {
     ) -> Result<Loaded<A>, EngineError> {
         // The id the command's next event would have, were it stored.
         let mut expected = command_id.map(|c| (c, event_id(c, stream, 0)));
-        let (mut state, mut version, mut event_ids) =
-            match self.snapshots.take::<A>(stream, expected.map(|(_, id)| id)) {
-                Some(s) => match s.state.downcast::<A>() {
-                    Ok(state) => (*state, s.version, s.event_ids),
-                    Err(_) => (A::default(), 0, HashSet::new()),
-                },
-                None => (A::default(), 0, HashSet::new()),
-            };
+        let (mut state, mut version, mut event_ids) = self
+            .snapshots
+            .take::<A>(stream, expected.map(|(_, id)| id))
+            .unwrap_or_else(|| (A::default(), 0, HashSet::new()));
         let mut prior: Option<Prior<A>> = None;
         loop {
             let batch = self
