@@ -140,6 +140,58 @@ async fn read_tail(js: &jetstream::Context, d: Department) -> Result<Tail, BusEr
     })
 }
 
+/// The event id and log position of every message in `department`'s stream,
+/// in stream order: what the relay published, to compare with the log.
+pub async fn published(
+    js: &jetstream::Context,
+    department: Department,
+) -> Result<Vec<(String, u64)>, BusError> {
+    use futures::StreamExt as _;
+    let mut s = js
+        .get_stream(department.stream())
+        .await
+        .map_err(|e| BusError::nats("get stream", e))?;
+    let count = s
+        .info()
+        .await
+        .map_err(|e| BusError::nats("stream info", e))?
+        .state
+        .messages;
+    let consumer: jetstream::consumer::PullConsumer = s
+        .create_consumer(jetstream::consumer::pull::Config {
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| BusError::nats("create consumer", e))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| BusError::nats("pull", e))?
+        .take(usize::try_from(count).unwrap_or(usize::MAX));
+    let mut out = Vec::new();
+    while let Some(m) = messages.next().await {
+        let m = m.map_err(|e| BusError::nats("pull", e))?;
+        let bad = |detail: &str| BusError::BadMessage {
+            subject: m.subject.to_string(),
+            detail: detail.to_owned(),
+        };
+        let headers = m.headers.as_ref().ok_or_else(|| bad("no headers"))?;
+        let id = headers
+            .get(header::NATS_MESSAGE_ID)
+            .ok_or_else(|| bad("no Nats-Msg-Id header"))?
+            .as_str()
+            .to_owned();
+        let position = headers
+            .get(POSITION_HEADER)
+            .and_then(|p| p.as_str().parse().ok())
+            .ok_or_else(|| bad("no position header"))?;
+        out.push((id, position));
+    }
+    Ok(out)
+}
+
 /// The relay. See the module docs.
 pub struct Relay<S, C> {
     store: S,

@@ -23,9 +23,8 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt as _;
 use pathway_bus::{
-    async_nats::{self, jetstream, jetstream::consumer},
+    async_nats::{self, jetstream},
     subjects::Department,
 };
 use pathway_domain::pb::{self, event::Kind};
@@ -460,51 +459,12 @@ async fn whole_log(store: &PostgresStore) -> Vec<RecordedEvent> {
     }
 }
 
-/// Event ids (with their positions) in the auditors' stream, in stream order.
+/// Event ids and positions in the auditors' stream; empty while NATS or the
+/// stream is not reachable (the caller polls).
 async fn audit_stream(js: &jetstream::Context) -> Vec<(String, u64)> {
-    let Ok(mut stream) = js.get_stream(Department::Audit.stream()).await else {
-        return Vec::new();
-    };
-    let Ok(info) = stream.info().await else {
-        return Vec::new();
-    };
-    let count = info.state.messages;
-    if count == 0 {
-        return Vec::new();
-    }
-    let Ok(consumer) = stream
-        .create_consumer(consumer::pull::Config {
-            deliver_policy: consumer::DeliverPolicy::All,
-            ack_policy: consumer::AckPolicy::None,
-            ..Default::default()
-        })
+    pathway_bus::relay::published(js, Department::Audit)
         .await
-    else {
-        return Vec::new();
-    };
-    let consumer: consumer::PullConsumer = consumer;
-    let Ok(messages) = consumer.messages().await else {
-        return Vec::new();
-    };
-    let mut messages = messages.take(count as usize);
-    let mut out = Vec::new();
-    while let Some(m) = messages.next().await {
-        let Ok(m) = m else { return Vec::new() };
-        let headers = m.headers.clone().expect("headers");
-        let id = headers
-            .get(async_nats::header::NATS_MESSAGE_ID)
-            .expect("Nats-Msg-Id")
-            .as_str()
-            .to_owned();
-        let position = headers
-            .get(pathway_bus::relay::POSITION_HEADER)
-            .expect("position")
-            .as_str()
-            .parse()
-            .expect("a position");
-        out.push((id, position));
-    }
-    out
+        .unwrap_or_default()
 }
 
 /// Saga timers: `(saga, timer, generation)` fired, with how often, and the

@@ -26,8 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt as _;
-use pathway_bus::async_nats::{self, jetstream, jetstream::consumer};
+use pathway_bus::async_nats::{self, jetstream};
 use pathway_bus::consumer::{Start, consume};
 use pathway_bus::subjects::Department;
 use pathway_server::{Application, Settings, StoreLocation, settings::Secret};
@@ -529,41 +528,9 @@ async fn read_log(store: &PostgresStore) -> Vec<RecordedEvent> {
 
 /// Event ids and positions of every message in the auditors' stream.
 async fn audit_stream(js: &jetstream::Context) -> Vec<(String, u64)> {
-    let mut stream = js
-        .get_stream(Department::Audit.stream())
+    pathway_bus::relay::published(js, Department::Audit)
         .await
-        .expect("audit stream");
-    let count = stream.info().await.expect("stream info").state.messages;
-    let consumer: consumer::PullConsumer = stream
-        .create_consumer(consumer::pull::Config {
-            deliver_policy: consumer::DeliverPolicy::All,
-            ack_policy: consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("ephemeral consumer");
-    let mut messages = consumer
-        .messages()
-        .await
-        .expect("pull")
-        .take(count as usize);
-    let mut out = Vec::new();
-    while let Some(m) = messages.next().await {
-        let headers = m.expect("message").headers.clone().expect("headers");
-        let id = headers
-            .get(async_nats::header::NATS_MESSAGE_ID)
-            .expect("Nats-Msg-Id")
-            .as_str()
-            .to_owned();
-        let position = headers
-            .get(pathway_bus::relay::POSITION_HEADER)
-            .expect("position")
-            .as_str()
-            .parse()
-            .expect("a position");
-        out.push((id, position));
-    }
-    out
+        .expect("audit stream")
 }
 
 /// The log position of the last message in the auditors' stream.

@@ -12,8 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use futures::StreamExt as _;
-use pathway_bus::async_nats::{self, jetstream, jetstream::consumer};
+use pathway_bus::async_nats::{self, jetstream};
 use pathway_bus::subjects::Department;
 use pathway_projections::{models, runtime::ReadStore};
 use pathway_server::{Application, Settings, StoreLocation, settings::Secret};
@@ -227,45 +226,12 @@ async fn events_of(store: &PostgresStore, event_type: &str) -> Vec<pathway_store
     store.read_all(1, 10_000, &filter).await.expect("read")
 }
 
-/// Event ids and positions in the auditors' stream (every event goes there).
+/// Event ids and positions in the auditors' stream (every event goes
+/// there); empty while the stream is not there yet.
 async fn audit_stream(js: &jetstream::Context) -> Vec<(String, u64)> {
-    let Ok(mut stream) = js.get_stream(Department::Audit.stream()).await else {
-        return Vec::new();
-    };
-    let count = stream.info().await.expect("stream info").state.messages;
-    if count == 0 {
-        return Vec::new();
-    }
-    let consumer: consumer::PullConsumer = stream
-        .create_consumer(consumer::pull::Config {
-            deliver_policy: consumer::DeliverPolicy::All,
-            ack_policy: consumer::AckPolicy::None,
-            ..Default::default()
-        })
+    pathway_bus::relay::published(js, Department::Audit)
         .await
-        .expect("ephemeral consumer");
-    let mut messages = consumer
-        .messages()
-        .await
-        .expect("pull")
-        .take(count as usize);
-    let mut out = Vec::new();
-    while let Some(m) = messages.next().await {
-        let headers = m.expect("message").headers.clone().expect("headers");
-        let id = headers
-            .get(async_nats::header::NATS_MESSAGE_ID)
-            .expect("Nats-Msg-Id")
-            .as_str()
-            .to_owned();
-        let position = headers
-            .get(pathway_bus::relay::POSITION_HEADER)
-            .expect("position")
-            .as_str()
-            .parse()
-            .expect("a position");
-        out.push((id, position));
-    }
-    out
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------
