@@ -155,6 +155,11 @@ pub const PG_STATEMENT_CACHE_LEN_MAX: usize = 256;
 /// Rows a projector's cache holds (read, or written and not yet flushed)
 /// before it flushes them mid-batch and forgets them.
 pub const PROJECTOR_CACHE_ROWS_MAX: usize = 200_000;
+/// Key fingerprints a projector that started from an empty model keeps to
+/// know which rows are absent without looking them up (4 bytes each, about
+/// 10 with the set's spare room: at most ~80 MiB a model). Past it, rows
+/// not in the cache are looked up.
+pub const PROJECTOR_LEDGER_KEYS_MAX: usize = 8_000_000;
 /// Rows one multi-row PostgreSQL statement of a flush writes at most.
 pub const PG_FLUSH_ROWS_MAX: usize = 10_000;
 /// Rows one multi-row SQLite upsert of a flush writes at most (rows left
@@ -1092,6 +1097,7 @@ impl Writer {
         let mut cache = RowCache::new(
             self.projection.tables(),
             PROJECTOR_CACHE_ROWS_MAX,
+            PROJECTOR_LEDGER_KEYS_MAX,
             checkpoint == 0,
         );
         let mut applied = 0u64;

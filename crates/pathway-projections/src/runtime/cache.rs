@@ -18,15 +18,22 @@
 //! Known rows survive the commit of their batch (clean) and serve later
 //! batches of the same writer: a writer only starts a batch after finding the
 //! stored checkpoint where it left it, i.e. after nobody else wrote the
-//! model. A writer that starts from an empty model (checkpoint 0) knows
-//! every row from the start, so a row it has not seen is absent and is not
-//! looked up, until the cache is first emptied. The cache is emptied when a batch fails and bounded by
+//! model. The cache is emptied when a batch fails and bounded by
 //! [`PROJECTOR_CACHE_ROWS_MAX`](super::PROJECTOR_CACHE_ROWS_MAX): past it,
 //! dirty rows are flushed (still inside the transaction) and clean ones
 //! dropped.
+//!
+//! A writer that starts from an empty model (checkpoint 0) also keeps a
+//! ledger: a 32-bit fingerprint of the key of every row it may have put in
+//! storage. A row whose fingerprint is not in the ledger is absent and is
+//! not looked up, so a rebuild of a log whose rows outnumber the cache still
+//! inserts its new rows without a read each (a fingerprint shared with
+//! another key only costs a lookup). The ledger is dropped when a batch fails and when it outgrows
+//! [`PROJECTOR_LEDGER_KEYS_MAX`](super::PROJECTOR_LEDGER_KEYS_MAX).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher as _;
+
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use super::{check_key, check_value};
 use crate::model::{ColumnType, ProjectionError, Table, Tx, Value};
@@ -147,82 +154,6 @@ enum Entry {
     Blind(Vec<Change>),
 }
 
-/// FxHash (rustc's): a multiply-rotate hash, much cheaper than SipHash for
-/// the short keys of read-model rows. Keys come from the log, not from an
-/// attacker choosing collisions against a live process, and colliding keys
-/// still work (chained).
-#[derive(Default, Clone, Copy)]
-struct FxHasher {
-    hash: u64,
-}
-
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-}
-
-/// Hashes for a map whose keys are already hashes.
-#[derive(Default, Clone, Copy)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// No slot.
 const NO_SLOT: u32 = u32::MAX;
 
@@ -237,12 +168,14 @@ struct Slot {
 
 /// Rows by key, in slots that keep their number until removed (so the
 /// dirty list holds slot numbers, not copies of keys). (`Value` has no
-/// `Hash`; keys are hashed here, and rows whose keys share a hash are
-/// chained.) The flush sorts the keys it writes.
+/// `Hash`; keys are hashed here with FxHash, much cheaper than SipHash for
+/// the short keys of read-model rows — keys come from the log, not from an
+/// attacker choosing collisions against a live process — and rows whose
+/// keys share a hash are chained.) The flush sorts the keys it writes.
 #[derive(Debug, Default)]
 struct KeyMap {
     /// First slot of each key hash.
-    heads: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
+    heads: FxHashMap<u64, u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     len: usize,
@@ -269,16 +202,22 @@ impl KeyMap {
         hasher.finish()
     }
 
-    fn find(&self, key: &[Value]) -> Option<u32> {
-        let mut slot = *self.heads.get(&Self::hash(key))?;
+    /// The slot of `key`, or, if it is not in the map, its hash (to add it
+    /// with [`KeyMap::insert_new`] without hashing it again).
+    fn find(&self, key: &[Value]) -> Result<u32, u64> {
+        let hash = Self::hash(key);
+        let Some(&head) = self.heads.get(&hash) else {
+            return Err(hash);
+        };
+        let mut slot = head;
         while slot != NO_SLOT {
             let s = &self.slots[slot as usize];
             if s.key.as_slice() == key {
-                return Some(slot);
+                return Ok(slot);
             }
             slot = s.next;
         }
-        None
+        Err(hash)
     }
 
     fn entry(&self, slot: u32) -> &Entry {
@@ -293,9 +232,9 @@ impl KeyMap {
         &self.slots[slot as usize].key
     }
 
-    /// Adds a row whose key is not in the map; returns its slot.
-    fn insert_new(&mut self, key: &[Value], entry: Entry) -> u32 {
-        let hash = Self::hash(key);
+    /// Adds a row whose key (with `hash`) is not in the map; returns its
+    /// slot.
+    fn insert_new(&mut self, hash: u64, key: &[Value], entry: Entry) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => {
                 let s = &mut self.slots[slot as usize];
@@ -355,12 +294,22 @@ impl KeyMap {
     }
 }
 
+/// A key's entry in the ledger: 32 bits of its hash, half the memory of all
+/// 64 (a fingerprint shared with another key only costs a lookup; among
+/// millions of keys, one in a thousand).
+fn fingerprint(hash: u64) -> u32 {
+    (hash >> 32) as u32 ^ hash as u32
+}
+
 /// The cached rows of one table, and the slots of those to flush.
 #[derive(Debug)]
 struct TableRows {
     name: &'static str,
     rows: KeyMap,
     dirty: Vec<u32>,
+    /// While the model's ledger is kept: the [`fingerprint`]s of the keys
+    /// of every row of this table that may be in storage.
+    stored: FxHashSet<u32>,
 }
 
 /// The cached rows of one model, per table (in the projection's order).
@@ -369,16 +318,26 @@ pub(super) struct RowCache {
     tables: Vec<TableRows>,
     rows: usize,
     rows_max: usize,
-    /// Every row of the model is in the cache: a row not found is absent.
-    /// True for a model projected from position 1 until the cache is first
-    /// emptied.
-    complete: bool,
+    /// The ledger: every row in storage has its key's fingerprint in its table's
+    /// `stored`, so a row whose fingerprint is not there is absent and is not
+    /// looked up, even after its rows were dropped to keep the cache within
+    /// `rows_max`. Kept for a model projected from position 1 (a rebuild,
+    /// a new model), until a batch fails or the fingerprints outnumber
+    /// `ledger_keys_max`; without it, a row not in the cache is looked up.
+    ledger: bool,
+    ledger_keys: usize,
+    ledger_keys_max: usize,
 }
 
 impl RowCache {
     /// `empty`: the model holds no rows yet (checkpoint 0), so the cache
-    /// starts out knowing all of them.
-    pub(super) fn new(tables: &[Table], rows_max: usize, empty: bool) -> Self {
+    /// starts out keeping the ledger of its rows.
+    pub(super) fn new(
+        tables: &[Table],
+        rows_max: usize,
+        ledger_keys_max: usize,
+        empty: bool,
+    ) -> Self {
         RowCache {
             tables: tables
                 .iter()
@@ -386,22 +345,61 @@ impl RowCache {
                     name: t.name,
                     rows: KeyMap::default(),
                     dirty: Vec::new(),
+                    stored: FxHashSet::default(),
                 })
                 .collect(),
             rows: 0,
             rows_max,
-            complete: empty,
+            ledger: empty,
+            ledger_keys: 0,
+            ledger_keys_max,
         }
     }
 
-    /// Forgets everything (after a failed batch, or when full).
+    /// Forgets everything, the ledger too (after a failed batch).
     pub(super) fn clear(&mut self) {
-        self.complete = false;
+        self.drop_ledger();
+        self.evict();
+    }
+
+    /// Forgets the cached rows (keeps the ledger).
+    fn evict(&mut self) {
         for table in &mut self.tables {
             table.rows.clear();
             table.dirty.clear();
         }
         self.rows = 0;
+    }
+
+    fn drop_ledger(&mut self) {
+        self.ledger = false;
+        self.ledger_keys = 0;
+        for table in &mut self.tables {
+            table.stored = FxHashSet::default();
+        }
+    }
+
+    /// Whether the row of table `i` whose key has `hash`, not in the cache,
+    /// may be in storage (to be looked up); from now on it may be.
+    fn may_be_stored(&mut self, i: usize, hash: u64) -> bool {
+        if !self.ledger {
+            return true;
+        }
+        if !self.tables[i].stored.insert(fingerprint(hash)) {
+            return true;
+        }
+        self.ledger_keys += 1;
+        if self.ledger_keys > self.ledger_keys_max {
+            // Still true of this row; too many to keep for the next ones.
+            self.drop_ledger();
+        }
+        false
+    }
+
+    /// Whether the cache keeps the ledger of the model's rows.
+    #[cfg(test)]
+    fn keeps_ledger(&self) -> bool {
+        self.ledger
     }
 
     /// Rows held.
@@ -481,7 +479,7 @@ impl RowCache {
         }
         self.flush(store, tables)?;
         if self.rows > self.rows_max / 2 {
-            self.clear();
+            self.evict();
         }
         Ok(())
     }
@@ -585,7 +583,7 @@ impl CachedTx<'_> {
         let i = self.cache.index(table);
         let found = self.cache.tables[i].rows.find(key);
         let slot = match found {
-            Some(slot) => {
+            Ok(slot) => {
                 if let Entry::Blind(changes) = self.cache.tables[i].rows.entry(slot) {
                     let changes = changes.clone();
                     let stored = self.store.load(table, key)?;
@@ -611,15 +609,16 @@ impl CachedTx<'_> {
                 }
                 slot
             }
-            None => {
-                let row = if self.cache.complete {
-                    None
-                } else {
+            Err(hash) => {
+                let row = if self.cache.may_be_stored(i, hash) {
                     self.store.load(table, key)?
+                } else {
+                    None
                 };
                 self.cache.rows += 1;
                 let stored = row.is_some();
                 self.cache.tables[i].rows.insert_new(
+                    hash,
                     key,
                     Entry::Known {
                         row,
@@ -642,45 +641,55 @@ impl CachedTx<'_> {
         known: impl FnOnce(&mut Vec<Value>) -> Result<(), ProjectionError>,
         blind: impl FnOnce(&mut Vec<Change>) -> Result<(), ProjectionError>,
     ) -> Result<(), ProjectionError> {
-        let complete = self.cache.complete;
         let i = self.cache.index(table);
+        let slot = match self.cache.tables[i].rows.find(key) {
+            Ok(slot) => slot,
+            Err(hash) => return self.write_new(table, i, hash, key, known, blind),
+        };
         let cached = &mut self.cache.tables[i];
-        match cached.rows.find(key) {
-            Some(slot) => match cached.rows.entry_mut(slot) {
-                Entry::Known { row, dirty, .. } => {
-                    let row = row.get_or_insert_with(|| {
-                        table.values.iter().map(|c| default_value(c.ty)).collect()
-                    });
-                    known(row)?;
-                    if !*dirty {
-                        *dirty = true;
-                        cached.dirty.push(slot);
-                    }
+        match cached.rows.entry_mut(slot) {
+            Entry::Known { row, dirty, .. } => {
+                let row = row.get_or_insert_with(|| {
+                    table.values.iter().map(|c| default_value(c.ty)).collect()
+                });
+                known(row)?;
+                if !*dirty {
+                    *dirty = true;
+                    cached.dirty.push(slot);
                 }
-                Entry::Blind(changes) => blind(changes)?,
-            },
-            None if complete => {
-                let mut row = table.values.iter().map(|c| default_value(c.ty)).collect();
-                known(&mut row)?;
-                let slot = cached.rows.insert_new(
-                    key,
-                    Entry::Known {
-                        row: Some(row),
-                        dirty: true,
-                        stored: false,
-                    },
-                );
-                cached.dirty.push(slot);
-                self.cache.rows += 1;
             }
-            None => {
-                let mut changes = vec![Change::Keep; table.values.len()];
-                blind(&mut changes)?;
-                let slot = cached.rows.insert_new(key, Entry::Blind(changes));
-                cached.dirty.push(slot);
-                self.cache.rows += 1;
-            }
+            Entry::Blind(changes) => blind(changes)?,
         }
+        Ok(())
+    }
+
+    /// [`CachedTx::write`] of a row of table `i` not in the cache.
+    fn write_new(
+        &mut self,
+        table: &Table,
+        i: usize,
+        hash: u64,
+        key: &[Value],
+        known: impl FnOnce(&mut Vec<Value>) -> Result<(), ProjectionError>,
+        blind: impl FnOnce(&mut Vec<Change>) -> Result<(), ProjectionError>,
+    ) -> Result<(), ProjectionError> {
+        let entry = if self.cache.may_be_stored(i, hash) {
+            let mut changes = vec![Change::Keep; table.values.len()];
+            blind(&mut changes)?;
+            Entry::Blind(changes)
+        } else {
+            let mut row = table.values.iter().map(|c| default_value(c.ty)).collect();
+            known(&mut row)?;
+            Entry::Known {
+                row: Some(row),
+                dirty: true,
+                stored: false,
+            }
+        };
+        let cached = &mut self.cache.tables[i];
+        let slot = cached.rows.insert_new(hash, key, entry);
+        cached.dirty.push(slot);
+        self.cache.rows += 1;
         Ok(())
     }
 }
@@ -814,23 +823,25 @@ impl Tx for CachedTx<'_> {
 
     fn delete(&mut self, table: &Table, key: &[Value]) -> Result<(), ProjectionError> {
         check_key(self.projection, self.all_tables, table, key)?;
-        let complete = self.cache.complete;
         let i = self.cache.index(table);
-        let cached = &mut self.cache.tables[i];
-        match cached.rows.find(key) {
-            None => {
+        match self.cache.tables[i].rows.find(key) {
+            Err(hash) => {
+                let stored = self.cache.may_be_stored(i, hash);
+                let cached = &mut self.cache.tables[i];
                 let slot = cached.rows.insert_new(
+                    hash,
                     key,
                     Entry::Known {
                         row: None,
                         dirty: true,
-                        stored: !complete,
+                        stored,
                     },
                 );
                 cached.dirty.push(slot);
                 self.cache.rows += 1;
             }
-            Some(slot) => {
+            Ok(slot) => {
+                let cached = &mut self.cache.tables[i];
                 let entry = cached.rows.entry_mut(slot);
                 let was_dirty = !matches!(entry, Entry::Known { dirty: false, .. });
                 let stored = match entry {
@@ -848,5 +859,187 @@ impl Tx for CachedTx<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::Column;
+
+    static TABLES: &[Table] = &[Table {
+        name: "people",
+        key: &[Column::int("id")],
+        values: &[Column::int("moves"), Column::text("city")],
+    }];
+
+    /// Storage that counts lookups and refuses an insert over a stored row
+    /// (as PostgreSQL's primary key would).
+    #[derive(Default)]
+    struct Counted {
+        rows: BTreeMap<Vec<Value>, Vec<Value>>,
+        loads: usize,
+    }
+
+    impl RowStore for Counted {
+        fn load(
+            &mut self,
+            _: &Table,
+            key: &[Value],
+        ) -> Result<Option<Vec<Value>>, ProjectionError> {
+            self.loads += 1;
+            Ok(self.rows.get(key).cloned())
+        }
+
+        fn flush(
+            &mut self,
+            table: &Table,
+            writes: &[(&[Value], Write<'_>)],
+        ) -> Result<(), ProjectionError> {
+            for (key, write) in writes {
+                match write {
+                    Write::Delete => {
+                        self.rows.remove(*key);
+                    }
+                    Write::Row(values) => {
+                        self.rows.insert(key.to_vec(), values.to_vec());
+                    }
+                    Write::Insert(values) => {
+                        let old = self.rows.insert(key.to_vec(), values.to_vec());
+                        assert!(old.is_none(), "{key:?} inserted as absent but stored");
+                    }
+                    Write::Merge(changes) => {
+                        let row = self.rows.entry(key.to_vec()).or_insert_with(|| {
+                            table.values.iter().map(|c| default_value(c.ty)).collect()
+                        });
+                        for (value, change) in row.iter_mut().zip(changes.iter()) {
+                            match change {
+                                Change::Keep => {}
+                                Change::Set(v) => *value = v.clone(),
+                                Change::Add(d) => {
+                                    *value = Value::Int(
+                                        d + match value {
+                                            Value::Int(i) => *i,
+                                            _ => 0,
+                                        },
+                                    )
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// One event's work: read a person's row, count a move, maybe delete.
+    enum Op {
+        Move(i64, &'static str),
+        Delete(i64),
+    }
+
+    /// Applies `ops` one event at a time through a cache of `rows_max` rows
+    /// (trimmed between events, flushed at the end), on an empty model.
+    fn project(ops: &[Op], rows_max: usize, ledger_keys_max: usize) -> (Counted, bool) {
+        let mut cache = RowCache::new(TABLES, rows_max, ledger_keys_max, true);
+        let mut store = Counted::default();
+        let table = &TABLES[0];
+        let mut tx = CachedTx {
+            cache: &mut cache,
+            store: &mut store,
+            all_tables: TABLES,
+            projection: "test",
+        };
+        for op in ops {
+            match *op {
+                Op::Move(id, city) => {
+                    let key = [Value::Int(id)];
+                    let seen = tx.get(table, &key).expect("get").is_some();
+                    tx.add(table, &key, &[("moves", 1)]).expect("add");
+                    if !seen {
+                        tx.upsert(table, &key, &[("city", city.into())])
+                            .expect("upsert");
+                    }
+                }
+                Op::Delete(id) => tx.delete(table, &[Value::Int(id)]).expect("delete"),
+            }
+            tx.trim().expect("trim");
+        }
+        tx.flush().expect("flush");
+        let ledger = cache.keeps_ledger();
+        (store, ledger)
+    }
+
+    #[test]
+    fn new_rows_are_not_looked_up_after_the_cache_drops_rows() {
+        let ops: Vec<Op> = (0..1_000).map(|id| Op::Move(id, "230100")).collect();
+        let (store, ledger) = project(&ops, 16, usize::MAX);
+        assert_eq!(store.loads, 0);
+        assert!(ledger);
+        assert_eq!(store.rows.len(), 1_000);
+        assert!(
+            store
+                .rows
+                .values()
+                .all(|row| row == &[Value::Int(1), "230100".into()])
+        );
+
+        // Past its bound the ledger is dropped: from the 101st row on, each
+        // new row is looked up, and the rows are the same.
+        let (bounded, ledger) = project(&ops, 16, 100);
+        assert_eq!(bounded.loads, 899);
+        assert!(!ledger);
+        assert_eq!(bounded.rows, store.rows);
+    }
+
+    #[test]
+    fn rows_dropped_from_the_cache_are_looked_up_and_kept_right() {
+        // Three passes over 300 persons with the cache far smaller: rows
+        // come back after being dropped, some are deleted and created again.
+        let mut ops = Vec::new();
+        for pass in 0..3 {
+            for id in 0..300 {
+                if pass == 1 && id % 3 == 0 {
+                    ops.push(Op::Delete(id));
+                } else {
+                    ops.push(Op::Move(id, if pass == 0 { "230100" } else { "230200" }));
+                }
+            }
+        }
+        let (unbounded, _) = project(&ops, usize::MAX, usize::MAX);
+        assert_eq!(unbounded.loads, 0);
+        let (small, ledger) = project(&ops, 16, usize::MAX);
+        assert!(ledger);
+        assert_eq!(small.rows, unbounded.rows);
+        assert_eq!(
+            small.rows[&vec![Value::Int(3)]],
+            [Value::Int(1), "230200".into()]
+        );
+        assert_eq!(
+            small.rows[&vec![Value::Int(4)]],
+            [Value::Int(3), "230100".into()]
+        );
+        // Only rows seen before are looked up: none in the first pass.
+        assert!(small.loads > 0 && small.loads <= 600, "{}", small.loads);
+    }
+
+    #[test]
+    fn a_failed_batch_drops_the_ledger() {
+        let mut cache = RowCache::new(TABLES, 16, usize::MAX, true);
+        assert!(cache.keeps_ledger());
+        cache.clear();
+        assert!(!cache.keeps_ledger());
+        let mut store = Counted::default();
+        let mut tx = CachedTx {
+            cache: &mut cache,
+            store: &mut store,
+            all_tables: TABLES,
+            projection: "test",
+        };
+        assert_eq!(tx.get(&TABLES[0], &[Value::Int(7)]).expect("get"), None);
+        assert_eq!(store.loads, 1);
     }
 }
