@@ -111,8 +111,16 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
 
     /// Handles every event committed so far, then writes the checkpoint.
     /// Returns the number of events handled.
-    #[tracing::instrument(skip_all, fields(router = %self.name, position = self.next_position))]
     pub async fn run_once(&mut self) -> Result<u64, SagaError> {
+        self.run_batches(|| false).await
+    }
+
+    /// [`Router::run_once`], but stops after the batch in hand (of at most
+    /// [`ROUTER_READ_BATCH_EVENTS`]) once `stop()` is true: under a load
+    /// that keeps the head moving, the router may never catch up, and a
+    /// shutdown must not wait for it to.
+    #[tracing::instrument(skip_all, fields(router = %self.name, position = self.next_position))]
+    async fn run_batches(&mut self, stop: impl Fn() -> bool) -> Result<u64, SagaError> {
         let mut handled = 0;
         loop {
             let head = self.store.head().await?;
@@ -136,6 +144,9 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
                 self.next_position = self.next_position.max(head.position + 1);
                 break;
             }
+            if stop() {
+                break;
+            }
         }
         if self.handled_since_checkpoint > 0 {
             self.checkpoint().await?;
@@ -151,7 +162,7 @@ impl<S: EventStore + Clone, P: ProcessManager, K: CommandSink<P::Command>> Route
         let mut head = self.store.head_changes();
         while !*shutdown.borrow() {
             head.borrow_and_update();
-            self.run_once().await?;
+            self.run_batches(|| *shutdown.borrow()).await?;
             tokio::select! {
                 _ = head.changed() => {}
                 _ = shutdown.changed() => {}

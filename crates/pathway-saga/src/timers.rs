@@ -256,13 +256,23 @@ impl<S: EventStore + Clone, C: Clock + Clone> Sweeper<S, C> {
 
     /// Sweeps until nothing is due; returns the total.
     pub async fn sweep_until_idle(&mut self) -> Result<SweepReport, SagaError> {
+        self.sweep_until_idle_or(|| false).await
+    }
+
+    /// [`Sweeper::sweep_until_idle`], but stops after the sweep in hand (of
+    /// at most [`SWEEP_TIMERS_MAX`] timers) once `stop()` is true: while
+    /// timers keep falling due, a shutdown must not wait for none to be.
+    pub async fn sweep_until_idle_or(
+        &mut self,
+        stop: impl Fn() -> bool,
+    ) -> Result<SweepReport, SagaError> {
         let mut total = SweepReport::default();
         loop {
             let r = self.sweep_once().await?;
             total.fired += r.fired;
             total.fired_elsewhere += r.fired_elsewhere;
             total.stale += r.stale;
-            if r.fired + r.fired_elsewhere + r.stale == 0 {
+            if r.fired + r.fired_elsewhere + r.stale == 0 || stop() {
                 return Ok(total);
             }
         }

@@ -249,7 +249,7 @@ async fn lead<S: EventStore + Clone>(
             if let Some(done) = routers.try_join_next() {
                 break Err(router_ended(done));
             }
-            match sweeper.sweep_until_idle().await {
+            match sweeper.sweep_until_idle_or(|| *shutdown.borrow()).await {
                 Ok(report) => {
                     status
                         .timers_fired

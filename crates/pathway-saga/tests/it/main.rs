@@ -6,5 +6,6 @@ mod flow;
 mod ledger;
 mod mem;
 mod pg;
+mod shutdown;
 mod sim;
 mod support;
