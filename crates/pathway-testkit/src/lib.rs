@@ -4,7 +4,10 @@
 //! database `pathway_test_<random>` on the server named by
 //! `PATHWAY_TEST_DATABASE_URL` (default [`DEFAULT_ADMIN_URL`]), dropped when
 //! the [`TestDb`] goes out of scope. When no server answers, the test fails
-//! with instructions for starting one; it is never skipped.
+//! with instructions for starting one; it is never skipped. Tests that need
+//! NATS start a [`nats::NatsServer`] of their own.
+
+pub mod nats;
 
 use tokio_postgres::NoTls;
 use uuid::Uuid;

@@ -16,7 +16,7 @@ use pathway_store::embedded::EmbeddedStore;
 use tokio::sync::mpsc;
 
 use crate::relay::{published_position, wait_for_position};
-use crate::server::NatsServer;
+use crate::server::start_with_deploy_config;
 use crate::test_relay;
 
 fn password(user: &str) -> String {
@@ -74,7 +74,7 @@ async fn expect_violation(errors: &mut mpsc::UnboundedReceiver<String>, what: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn departments_read_only_their_own_subjects_and_cannot_publish_events() {
-    let nats = NatsServer::start_with_deploy_config(env());
+    let nats = start_with_deploy_config(env());
     let url = nats.url();
 
     // Pathway relays some events.

@@ -216,7 +216,7 @@ async fn every_event_reaches_its_departments_once_in_order_across_relay_and_nats
 
     let relay = spawn_relay();
     wait_for_position(&js, killed_at + 150).await;
-    nats.stop();
+    nats.kill();
     // The log takes appends while NATS is down.
     let before = store.head().await.expect("head").position;
     simulate(&engine, 10, 12).await;

@@ -38,7 +38,7 @@ use tokio::time::Instant;
 mod bench_e2e;
 
 use bench_e2e::{HttpSink, Until};
-use pathway_testkit::nats_server_binary as nats_binary;
+use pathway_testkit::nats::{NatsServer, free_port};
 
 const SECRET: &str = "chaos-signing-secret-0123456789abcdef";
 /// Base64 of 32 bytes of 7, as the other tests.
@@ -60,14 +60,6 @@ const FAULT_GAP_MS: std::ops::Range<u64> = 2_000..6_000;
 const STREAM_MAX_BYTES: &str = "2147483648";
 /// Records read per page when scanning the log.
 const PAGE: usize = 5_000;
-
-fn free_port() -> u16 {
-    pathway_testkit::free_ports(1)[0]
-}
-
-fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-}
 
 /// Polls `check` until it returns `Some`, failing after [`WAIT_TIMEOUT_MS`].
 async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
@@ -252,91 +244,6 @@ impl Drop for Postgres {
             .arg(self.data())
             .args(["-m", "immediate", "stop"])
             .output();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// NATS of our own (as crates/pathway-server/tests/it/workers.rs)
-
-struct Nats {
-    child: Option<Child>,
-    port: u16,
-    store: tempfile::TempDir,
-}
-
-impl Nats {
-    fn start() -> Nats {
-        let mut n = Nats {
-            child: None,
-            port: free_port(),
-            store: tempfile::tempdir().expect("tempdir"),
-        };
-        n.up();
-        n
-    }
-
-    fn up(&mut self) {
-        let child = Command::new(nats_binary())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nats-server");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_millis(WAIT_TIMEOUT_MS);
-        while !port_open(self.port) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops NATS as an operator restarting it would (SIGTERM: JetStream
-    /// flushes what it acknowledged), then starts it on the same port and
-    /// store.
-    fn restart(&mut self) {
-        self.down();
-        self.up();
-    }
-
-    fn down(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-        let deadline = std::time::Instant::now() + Duration::from_millis(WAIT_TIMEOUT_MS);
-        while port_open(self.port) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nats-server did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -550,7 +457,7 @@ async fn two_servers_survive_kills_and_restarts_of_servers_postgres_and_nats() {
     let pg = Postgres::start();
     pg.createdb("pathway");
     pg.createdb("scratch");
-    let mut nats = Nats::start();
+    let mut nats = NatsServer::start();
     let logs = tempfile::tempdir().expect("tempdir");
     let url = pg.url("pathway");
     let mut servers = [

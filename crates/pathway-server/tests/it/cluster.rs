@@ -36,10 +36,13 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::helpers::{MASTER_KEY, SECRET, TestDb, token};
+use pathway_testkit::nats::wait_until_port_open;
 use pathway_testkit::{free_ports, nats_server_binary as nats_binary};
 
 /// Longest any single wait of this test lasts.
 const WAIT_TIMEOUT_MS: u64 = 60_000;
+/// Longest wait for a started node to accept connections.
+const NODE_READY_TIMEOUT_MS: u64 = 10_000;
 /// Longest a subscriber may go without new events after a failure. A killed
 /// node is noticed by NATS' Raft election timeout (4 to 9 s), and a publish
 /// to the dead stream leader by the relay's ack timeout (5 s): about 11 s
@@ -140,16 +143,12 @@ impl NatsCluster {
                 child: Some(child),
             });
         }
-        let deadline = std::time::Instant::now() + Duration::from_millis(10_000);
         for node in &nodes {
-            while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "nats-server {} did not start",
-                    node.name
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_until_port_open(
+                node.port,
+                Duration::from_millis(NODE_READY_TIMEOUT_MS),
+                &format!("nats-server {}", node.name),
+            );
         }
         NatsCluster { nodes, dir }
     }

@@ -7,9 +7,7 @@
 //! head. Every wait polls with a deadline.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use pathway_bus::async_nats::{self, jetstream};
@@ -24,66 +22,12 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::helpers::{SECRET, TestDb, token};
-use pathway_testkit::nats_server_binary as nats_binary;
+use pathway_testkit::nats::NatsServer;
 
 /// Longest any wait of these tests lasts.
 const WAIT_TIMEOUT_MS: u64 = 60_000;
 /// Per-stream bound: small, so the server accepts seven streams on any disk.
 const TEST_STREAM_MAX_BYTES: i64 = 64 * 1024 * 1024;
-
-// ---------------------------------------------------------------------------
-// A nats-server per test (as crates/pathway-bus/tests/it/server.rs)
-
-struct NatsServer {
-    child: Child,
-    port: u16,
-    _store: tempfile::TempDir,
-}
-
-impl NatsServer {
-    fn start() -> NatsServer {
-        let store = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let child = Command::new(nats_binary())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nats-server");
-        let deadline = std::time::Instant::now() + Duration::from_millis(10_000);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        NatsServer {
-            child,
-            port,
-            _store: store,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 // ---------------------------------------------------------------------------
 // Applications
