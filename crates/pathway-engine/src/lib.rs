@@ -134,6 +134,21 @@ pub enum EngineError {
     Keys(#[from] KeyError),
 }
 
+impl EngineError {
+    /// The log or the key table was out of reach (down, timed out, shut
+    /// down): sending the same command again, with the same command id, may
+    /// succeed, and is answered with the first result if an earlier attempt
+    /// did commit.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Store(
+                StoreError::Unavailable(_) | StoreError::Timeout { .. } | StoreError::Closed
+            ) | EngineError::Keys(KeyError::Table(_))
+        )
+    }
+}
+
 /// Runs commands against one event log.
 #[derive(Debug, Clone)]
 pub struct Engine<S> {

@@ -218,13 +218,8 @@ impl From<EngineError> for ApiError {
             EngineError::Store(e @ StoreError::InvalidInput(_)) => {
                 ApiError::malformed(e.to_string())
             }
-            EngineError::Store(
-                e @ (StoreError::Unavailable(_) | StoreError::Timeout { .. } | StoreError::Closed),
-            ) => ApiError::unavailable(e.to_string()),
-            // The key table's database is out of reach: retryable, as the log's.
-            EngineError::Keys(e @ pathway_engine::KeyError::Table(_)) => {
-                ApiError::unavailable(format!("personal data keys: {e}"))
-            }
+            // The log's or the key table's database is out of reach.
+            e if e.is_unavailable() => ApiError::unavailable(e.to_string()),
             e => ApiError::internal(e.to_string()),
         }
     }
