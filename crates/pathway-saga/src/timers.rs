@@ -185,6 +185,7 @@ pub struct Sweeper<S, C> {
     name: String,
     hook: FaultHook,
     concurrency: usize,
+    timers_max: usize,
 }
 
 impl<S, C> std::fmt::Debug for Sweeper<S, C> {
@@ -205,7 +206,14 @@ impl<S: EventStore + Clone, C: Clock + Clone> Sweeper<S, C> {
             name: name.to_owned(),
             hook,
             concurrency: FIRE_CONCURRENCY,
+            timers_max: SWEEP_TIMERS_MAX,
         }
+    }
+
+    /// Timers one sweep fires at most (default and most [`SWEEP_TIMERS_MAX`]).
+    pub fn with_timers_per_sweep(mut self, timers: usize) -> Self {
+        self.timers_max = timers.clamp(1, SWEEP_TIMERS_MAX);
+        self
     }
 
     /// Firings in flight at once (default [`FIRE_CONCURRENCY`]).
@@ -219,11 +227,12 @@ impl<S: EventStore + Clone, C: Clock + Clone> Sweeper<S, C> {
     }
 
     /// Brings the index up to the log, then fires every timer due now (at
-    /// most [`SWEEP_TIMERS_MAX`]).
+    /// most [`SWEEP_TIMERS_MAX`], or as set by
+    /// [`Sweeper::with_timers_per_sweep`]).
     #[tracing::instrument(skip_all, fields(sweeper = %self.name))]
     pub async fn sweep_once(&mut self) -> Result<SweepReport, SagaError> {
         self.index.catch_up(&self.store).await?;
-        let due = self.index.due(self.clock.now(), SWEEP_TIMERS_MAX);
+        let due = self.index.due(self.clock.now(), self.timers_max);
         let this = &*self;
         let results: Vec<(DueTimer, Result<Outcome, SagaError>)> = futures::stream::iter(due)
             .map(|d| async move {
@@ -260,7 +269,7 @@ impl<S: EventStore + Clone, C: Clock + Clone> Sweeper<S, C> {
     }
 
     /// [`Sweeper::sweep_until_idle`], but stops after the sweep in hand (of
-    /// at most [`SWEEP_TIMERS_MAX`] timers) once `stop()` is true: while
+    /// at most [`Sweeper::with_timers_per_sweep`] timers) once `stop()` is true: while
     /// timers keep falling due, a shutdown must not wait for none to be.
     pub async fn sweep_until_idle_or(
         &mut self,

@@ -221,3 +221,36 @@ async fn a_restarted_router_resumes_from_its_checkpoint_and_remembers_households
     router.run_once().await.expect("routes");
     assert_eq!(w.all_of("HouseholdReassessmentRequested").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_sweeper_asked_to_stop_stops_after_the_sweep_in_hand() {
+    let (mut w, _dir) = world(ymd(2025, 3, 1));
+    let mut router = w.router(quiet()).await;
+    let mut sweeper = w.sweeper("s1", quiet());
+    for (household, person) in [("H1", "P1"), ("H2", "P2"), ("H3", "P3")] {
+        w.assert_dibao(household, &[person]).await;
+        w.placed(person, &format!("PL-{person}")).await;
+    }
+    settle(&mut router, &mut sweeper).await.expect("settles");
+    w.clock.set(noon(ymd(2025, 3, 10)));
+    for (i, household) in ["H1", "H2", "H3"].into_iter().enumerate() {
+        w.reassess(household, STANDARD_FEN + 10_000, &format!("PO{i}"))
+            .await
+            .expect("reassessed");
+    }
+    settle(&mut router, &mut sweeper).await.expect("settles");
+    assert!(w.all_of("SagaTimerFired").await.is_empty());
+
+    // Every planned end has passed: three timers due, one per sweep.
+    w.clock.set(start_of_day(ymd(2026, 4, 1)));
+    let mut one_at_a_time = w.sweeper("s2", quiet()).with_timers_per_sweep(1);
+    let asked = one_at_a_time
+        .sweep_until_idle_or(|| true)
+        .await
+        .expect("sweeps");
+    assert_eq!(asked.fired, 1, "stopped after the sweep in hand");
+    assert_eq!(w.all_of("SagaTimerFired").await.len(), 1);
+    let rest = one_at_a_time.sweep_until_idle().await.expect("sweeps");
+    assert_eq!(rest.fired, 2);
+    assert_eq!(w.all_of("SagaTimerFired").await.len(), 3);
+}
