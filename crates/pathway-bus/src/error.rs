@@ -37,6 +37,16 @@ pub enum BusError {
 }
 
 impl BusError {
+    /// The log, the key table or NATS is out of reach: the same operation
+    /// may succeed later (the relay retries it; a gRPC client resumes).
+    pub fn is_outage(&self) -> bool {
+        match self {
+            BusError::Store(e) => e.is_outage(),
+            BusError::KeyTable(_) | BusError::Nats { .. } => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn nats(operation: &'static str, e: impl std::fmt::Display) -> BusError {
         BusError::Nats {
             operation,

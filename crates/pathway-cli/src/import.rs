@@ -133,12 +133,8 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         let store = args.store.open().await?;
         let keyring = args.store.keyring(&store).await?;
         match store {
-            AnyStore::Embedded(s) => {
-                import(&Engine::new(s).with_keyring(keyring), &mut *input).await?
-            }
-            AnyStore::Postgres(s) => {
-                import(&Engine::new(s).with_keyring(keyring), &mut *input).await?
-            }
+            AnyStore::Embedded(s) => import(&engine(s, keyring), &mut *input).await?,
+            AnyStore::Postgres(s) => import(&engine(s, keyring), &mut *input).await?,
         }
     };
     if args.dry_run {
@@ -154,6 +150,15 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The engine an import runs through: it seals personal fields, and it
+/// sends a line's command again while the log is out of reach, so a
+/// database restart does not end a long import.
+fn engine<S: EventStore + Clone>(store: S, keyring: pathway_engine::Keyring) -> Engine<S> {
+    Engine::new(store)
+        .with_keyring(keyring)
+        .resending_on_outage()
 }
 
 /// Applies every line of `input` through `engine`.

@@ -69,6 +69,12 @@ pub const COMMAND_RETRIES_MAX: u32 = 10;
 pub const COMMAND_RETRY_BACKOFF_US: u64 = 2_000;
 /// Doublings of the retry pause at most (2 ms × 2⁵ = 64 ms).
 pub const COMMAND_RETRY_BACKOFF_DOUBLINGS_MAX: u32 = 5;
+/// Attempts of one command while the log is out of reach, for an engine
+/// made with [`Engine::resending_on_outage`] (one, no resend, otherwise).
+pub const OUTAGE_ATTEMPTS_MAX: u32 = 6;
+/// Pause before a command is sent again after an outage, doubled per
+/// attempt (0.25 s, then up to 4 s: about 8 s in all).
+pub const OUTAGE_RESEND_PAUSE_MS: u64 = 250;
 /// Events read per call while loading a stream.
 pub const STREAM_READ_BATCH_EVENTS: usize = 1_000;
 /// Streams whose folded state the engine keeps in memory between commands
@@ -140,12 +146,11 @@ impl EngineError {
     /// succeed, and is answered with the first result if an earlier attempt
     /// did commit.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            EngineError::Store(
-                StoreError::Unavailable(_) | StoreError::Timeout { .. } | StoreError::Closed
-            ) | EngineError::Keys(KeyError::Table(_))
-        )
+        match self {
+            EngineError::Store(e) => e.is_outage(),
+            EngineError::Keys(KeyError::Table(_)) => true,
+            _ => false,
+        }
     }
 }
 
@@ -156,6 +161,8 @@ pub struct Engine<S> {
     policy: &'static PolicyTable,
     keyring: Option<Keyring>,
     snapshots: Snapshots,
+    /// Attempts of a command while the log is out of reach.
+    outage_attempts: u32,
 }
 
 /// The folded state of long streams, kept between commands so that a
@@ -270,6 +277,7 @@ impl<S: EventStore + Clone> Engine<S> {
             policy: PolicyTable::builtin(),
             keyring: None,
             snapshots: Snapshots::new(),
+            outage_attempts: 1,
         }
     }
 
@@ -278,6 +286,44 @@ impl<S: EventStore + Clone> Engine<S> {
     pub fn with_keyring(mut self, keyring: Keyring) -> Self {
         self.keyring = Some(keyring);
         self
+    }
+
+    /// This engine, sending a command again (up to [`OUTAGE_ATTEMPTS_MAX`]
+    /// times, backing off) while the log or the key table is out of reach
+    /// ([`EngineError::is_unavailable`]): for a batch caller such as the
+    /// simulator or an import, which a database restart or a stall of a
+    /// loaded machine should not end. Each attempt is the same command (same
+    /// command id), so one that did commit is answered with its first
+    /// result. A server answers such errors at once instead (503), and its
+    /// client resends.
+    pub fn resending_on_outage(mut self) -> Self {
+        self.outage_attempts = OUTAGE_ATTEMPTS_MAX;
+        self
+    }
+
+    /// Runs `once` again while it fails with an outage, as set by
+    /// [`Engine::resending_on_outage`].
+    async fn resending<T, F>(
+        &self,
+        command_id: Uuid,
+        mut once: impl FnMut() -> F,
+    ) -> Result<T, EngineError>
+    where
+        F: std::future::Future<Output = Result<T, EngineError>>,
+    {
+        let mut pause = std::time::Duration::from_millis(OUTAGE_RESEND_PAUSE_MS);
+        let mut attempt = 1;
+        loop {
+            match once().await {
+                Err(e) if e.is_unavailable() && attempt < self.outage_attempts => {
+                    tracing::warn!(%command_id, attempt, error = %e, "log out of reach; sending the command again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// The keyring personal fields are sealed with, if any.
@@ -411,6 +457,19 @@ impl<S: EventStore + Clone> Engine<S> {
         command: &A::Command,
         meta: &CommandMeta,
     ) -> Result<Handled, EngineError> {
+        self.resending(meta.command_id, || {
+            self.handle_once::<A>(stream, command, meta)
+        })
+        .await
+    }
+
+    /// [`Engine::handle`], one attempt.
+    async fn handle_once<A: Aggregate>(
+        &self,
+        stream: &str,
+        command: &A::Command,
+        meta: &CommandMeta,
+    ) -> Result<Handled, EngineError> {
         let ctx = Context::new(meta.now, self.policy);
         let mut attempt = 0;
         // An append that found our event ids already stored: the reload must
@@ -519,6 +578,16 @@ impl<S: EventStore + Clone> Engine<S> {
         cmd: &RegisterPerson,
         meta: &CommandMeta,
     ) -> Result<Handled, EngineError> {
+        self.resending(meta.command_id, || self.register_person_once(cmd, meta))
+            .await
+    }
+
+    /// [`Engine::register_person`], one attempt.
+    async fn register_person_once(
+        &self,
+        cmd: &RegisterPerson,
+        meta: &CommandMeta,
+    ) -> Result<Handled, EngineError> {
         let command = PersonCommand::RegisterPerson(cmd.clone());
         let stream = command.stream_id();
         let loaded = self
@@ -534,9 +603,9 @@ impl<S: EventStore + Clone> Engine<S> {
             id_hmac: cmd.id_hmac.clone(),
             person_ref: cmd.person_ref.clone(),
         };
-        self.handle::<Reservation>(&reservation_stream(&cmd.id_hmac), &reserve, meta)
+        self.handle_once::<Reservation>(&reservation_stream(&cmd.id_hmac), &reserve, meta)
             .await?;
-        self.handle::<Person>(&stream, &command, meta).await
+        self.handle_once::<Person>(&stream, &command, meta).await
     }
 
     /// The first result of a command found in its stream, if the command

@@ -426,11 +426,12 @@ async fn follow<S: EventStore + Clone>(
         let opened = match opened {
             Ok(m) => m,
             Err(e) => {
-                // A key table out of reach is an outage the client retries
-                // (resuming from its last position), as the relay does.
-                let error = match e {
-                    pathway_bus::BusError::KeyTable(_) => ApiError::unavailable(e.to_string()),
-                    e => ApiError::internal(e.to_string()),
+                // An outage (e.g. the key table out of reach) the client
+                // retries, resuming from its last position, as the relay does.
+                let error = if e.is_outage() {
+                    ApiError::unavailable(e.to_string())
+                } else {
+                    ApiError::internal(e.to_string())
                 };
                 let _ = tx.send(Err(status(&error))).await;
                 return;

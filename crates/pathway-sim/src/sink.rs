@@ -7,7 +7,6 @@
 //! envelope of `docs/commands.md`, built by [`envelope`].
 
 use std::future::Future;
-use std::time::Duration;
 
 use chrono::FixedOffset;
 use pathway_domain::{Aggregate, pb};
@@ -29,15 +28,6 @@ pub enum Sent {
     /// Rejected by the domain's rules, with the rule's message.
     Rejected(String),
 }
-
-/// Attempts of one command through the engine while the log is out of reach
-/// ([`EngineError::is_unavailable`]): a database restart or a stall of a
-/// loaded machine does not end a long simulation. Each attempt has the same
-/// command id, so one that did commit is answered with its first result.
-pub const ENGINE_SEND_ATTEMPTS_MAX: u32 = 6;
-/// Pause before the second attempt, doubled for each later one (0.25 s, then
-/// up to 4 s: about 8 s in all).
-pub const ENGINE_RETRY_PAUSE_MS: u64 = 250;
 
 /// Delivers one command and reports how it was decided. Any error other
 /// than a rule's rejection stops the actor that sent the command.
@@ -62,31 +52,13 @@ impl<S: EventStore + Clone> CommandSink for Engine<S> {
     where
         A::Command: Serialize + Sync,
     {
-        let mut pause = Duration::from_millis(ENGINE_RETRY_PAUSE_MS);
-        let mut attempt = 1;
-        loop {
-            match self.handle::<A>(stream, command, meta).await {
-                Ok(h) => return Ok(Sent::Accepted(h)),
-                Err(EngineError::Rejected(r)) => return Ok(Sent::Rejected(r.to_string())),
-                Err(e) if e.is_unavailable() && attempt < ENGINE_SEND_ATTEMPTS_MAX => {
-                    tracing::warn!(
-                        stream,
-                        command_id = %meta.command_id,
-                        attempt,
-                        error = %e,
-                        "log out of reach; sending the command again"
-                    );
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                    attempt += 1;
-                }
-                Err(source) => {
-                    return Err(SimError::Engine {
-                        stream: stream.to_owned(),
-                        source,
-                    });
-                }
-            }
+        match self.handle::<A>(stream, command, meta).await {
+            Ok(h) => Ok(Sent::Accepted(h)),
+            Err(EngineError::Rejected(r)) => Ok(Sent::Rejected(r.to_string())),
+            Err(source) => Err(SimError::Engine {
+                stream: stream.to_owned(),
+                source,
+            }),
         }
     }
 }

@@ -50,6 +50,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The storage is out of reach (down, a bounded wait ran out, shut
+    /// down), as opposed to a conflict or bad input: the caller may try
+    /// again later, here or on another instance.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Timeout { .. } | StoreError::Closed
+        )
+    }
+
     /// Whether retrying the same call (after a reload for conflicts) can succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -16,7 +16,18 @@ use pathway_store::{
 async fn run(persons: usize, seed: u64, concurrency: usize) -> (SimStats, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("log")).expect("open");
-    let engine = Engine::new(store.clone());
+    run_on(store, persons, seed, concurrency).await
+}
+
+/// The simulation on `store`, through an engine made as `pathway demo`
+/// makes it: its tally and the log's head.
+async fn run_on<S: EventStore + Clone>(
+    store: S,
+    persons: usize,
+    seed: u64,
+    concurrency: usize,
+) -> (SimStats, u64) {
+    let engine = Engine::new(store.clone()).resending_on_outage();
     let cfg = SimConfig {
         persons,
         seed,
@@ -133,20 +144,13 @@ async fn appends_that_fail_or_lose_their_answer_are_sent_again_and_land_once() {
         appends: Arc::default(),
         failed: Arc::default(),
     };
-    let engine = Engine::new(flaky.clone());
-    let cfg = SimConfig {
-        persons: 40,
-        seed: 5,
-        concurrency: 8,
-    };
-    let stats = pathway_sim::run(&engine, &cfg, |_, _| {})
-        .await
-        .expect("the simulation rides out the failures");
+    // The simulation rides out the failures.
+    let (stats, head) = run_on(flaky.clone(), 40, 5, 8).await;
     assert!(flaky.failed.load(Ordering::Relaxed) > 50);
     // The same programme, each event once: a lost answer's retry was
     // answered with the first result, not appended again.
     assert_eq!(stats, clean);
-    assert_eq!(flaky.head().await.expect("head").position, clean_head);
+    assert_eq!(head, clean_head);
     let report = flaky.verify(1, None).await.expect("verify");
     assert!(report.first_break.is_none());
 }
