@@ -113,31 +113,47 @@ struct Tail {
 }
 
 async fn read_tail(js: &jetstream::Context, d: Department) -> Result<Tail, BusError> {
+    let (s, state) = stream_state(js, d).await?;
+    let last = match state.messages {
+        0 => None,
+        _ => s.get_raw_message(state.last_sequence).await.ok(),
+    };
+    Ok(Tail {
+        sequence: state.last_sequence,
+        position: last.and_then(|m| position_of(&m.headers)).unwrap_or(0),
+    })
+}
+
+/// `department`'s stream and its state.
+async fn stream_state(
+    js: &jetstream::Context,
+    department: Department,
+) -> Result<(jetstream::stream::Stream, jetstream::stream::State), BusError> {
     let mut s = js
-        .get_stream(d.stream())
+        .get_stream(department.stream())
         .await
-        .map_err(|e| BusError::nats("stream info", e))?;
+        .map_err(|e| BusError::nats("get stream", e))?;
     let state = s
         .info()
         .await
         .map_err(|e| BusError::nats("stream info", e))?
         .state
         .clone();
-    let last = match state.messages {
-        0 => None,
-        _ => s.get_raw_message(state.last_sequence).await.ok(),
-    };
-    let position = last
-        .and_then(|m| {
-            m.headers
-                .get(POSITION_HEADER)
-                .and_then(|v| v.as_str().parse().ok())
-        })
-        .unwrap_or(0);
-    Ok(Tail {
-        sequence: state.last_sequence,
-        position,
-    })
+    Ok((s, state))
+}
+
+/// The log position a published message carries.
+fn position_of(headers: &async_nats::HeaderMap) -> Option<u64> {
+    headers.get(POSITION_HEADER)?.as_str().parse().ok()
+}
+
+/// The log position of the last message in `department`'s stream (0 when
+/// it is empty): how far the relay has published.
+pub async fn published_position(
+    js: &jetstream::Context,
+    department: Department,
+) -> Result<u64, BusError> {
+    Ok(read_tail(js, department).await?.position)
 }
 
 /// The event id and log position of every message in `department`'s stream,
@@ -147,16 +163,8 @@ pub async fn published(
     department: Department,
 ) -> Result<Vec<(String, u64)>, BusError> {
     use futures::StreamExt as _;
-    let mut s = js
-        .get_stream(department.stream())
-        .await
-        .map_err(|e| BusError::nats("get stream", e))?;
-    let count = s
-        .info()
-        .await
-        .map_err(|e| BusError::nats("stream info", e))?
-        .state
-        .messages;
+    let (s, state) = stream_state(js, department).await?;
+    let count = state.messages;
     let consumer: jetstream::consumer::PullConsumer = s
         .create_consumer(jetstream::consumer::pull::Config {
             deliver_policy: jetstream::consumer::DeliverPolicy::All,
@@ -183,10 +191,7 @@ pub async fn published(
             .ok_or_else(|| bad("no Nats-Msg-Id header"))?
             .as_str()
             .to_owned();
-        let position = headers
-            .get(POSITION_HEADER)
-            .and_then(|p| p.as_str().parse().ok())
-            .ok_or_else(|| bad("no position header"))?;
+        let position = position_of(headers).ok_or_else(|| bad("no position header"))?;
         out.push((id, position));
     }
     Ok(out)

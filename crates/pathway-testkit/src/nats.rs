@@ -2,7 +2,7 @@
 //! with JetStream in a temporary store directory, and the port helpers it
 //! waits with. The binary is [`crate::nats_server_binary`].
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -155,10 +155,7 @@ fn binary() -> &'static Path {
 
 /// A free TCP port on 127.0.0.1 (free when this returns).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    crate::free_ports(1)[0]
 }
 
 /// Whether something accepts connections on 127.0.0.1:`port`.

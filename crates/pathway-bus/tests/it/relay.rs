@@ -38,26 +38,12 @@ pub(crate) async fn connect(url: &str) -> async_nats::Client {
         .expect("connect to the test nats-server")
 }
 
-/// The log position of the last message in `department`'s stream (0 if none).
+/// The log position of the last message in `department`'s stream (0 if
+/// none, or if the stream is not there yet).
 pub(crate) async fn published_position(js: &jetstream::Context, department: Department) -> u64 {
-    let Ok(mut stream) = js.get_stream(department.stream()).await else {
-        return 0;
-    };
-    let Ok(info) = stream.info().await else {
-        return 0;
-    };
-    let last = info.state.last_sequence;
-    if info.state.messages == 0 {
-        return 0;
-    }
-    match stream.get_raw_message(last).await {
-        Ok(m) => m
-            .headers
-            .get(POSITION_HEADER)
-            .and_then(|v| v.as_str().parse().ok())
-            .unwrap_or(0),
-        Err(_) => 0,
-    }
+    pathway_bus::relay::published_position(js, department)
+        .await
+        .unwrap_or(0)
 }
 
 pub(crate) async fn wait_for_position(js: &jetstream::Context, position: u64) {

@@ -534,14 +534,8 @@ async fn audit_stream(js: &jetstream::Context) -> Vec<(String, u64)> {
 
 /// The log position of the last message in the auditors' stream.
 async fn stream_position(js: &jetstream::Context) -> Option<u64> {
-    let mut stream = js.get_stream(Department::Audit.stream()).await.ok()?;
-    let last = stream.info().await.ok()?.state.last_sequence;
-    let message = stream.get_raw_message(last).await.ok()?;
-    message
-        .headers
-        .get(pathway_bus::relay::POSITION_HEADER)?
-        .as_str()
-        .parse()
+    pathway_bus::relay::published_position(js, Department::Audit)
+        .await
         .ok()
 }
 
