@@ -164,3 +164,25 @@ pub(crate) fn figure(svg: String, caption: &str, table: Markup) -> Markup {
         (table)
     }
 }
+
+/// A table with its caption, one header row of `columns` (column headers)
+/// and `rows` as its body.
+pub(crate) fn table(caption: &str, columns: &[String], rows: Markup) -> Markup {
+    html! {
+        table {
+            caption { (caption) }
+            thead { tr { @for c in columns { th scope="col" { (c) } } } }
+            tbody { (rows) }
+        }
+    }
+}
+
+/// A [`table`] in a focusable region that scrolls sideways on narrow
+/// screens, named by its caption.
+pub(crate) fn scroll_table(caption: &str, columns: &[String], rows: Markup) -> Markup {
+    html! {
+        div.table-scroll tabindex="0" role="region" aria-label=(caption) {
+            (table(caption, columns, rows))
+        }
+    }
+}

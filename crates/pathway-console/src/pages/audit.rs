@@ -7,7 +7,7 @@
 
 use axum::{
     extract::{OriginalUri, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     response::Response,
 };
 use chrono::{DateTime, Utc};
@@ -26,7 +26,7 @@ use crate::{
     Console, Shared,
     data::ConsoleError,
     layout,
-    pages::{error_page, signed_in},
+    pages::{respond, signed_in},
     session::{Need, Req},
 };
 
@@ -43,17 +43,14 @@ pub(crate) async fn timeline<S: EventStore + Clone + Send + Sync + 'static>(
         Ok(x) => x,
         Err(response) => return *response,
     };
-    match render_timeline(&console, &req, &claims).await {
-        Ok(body) => {
-            let title = req.locale.t("timeline.title");
-            req.html(
-                &console,
-                StatusCode::OK,
-                layout::page(&console, &req, &title, Some("/audit/timeline"), body),
-            )
-        }
-        Err(e) => error_page(&console, &req, e),
-    }
+    let rendered = render_timeline(&console, &req, &claims).await;
+    respond(
+        &console,
+        &req,
+        "timeline.title",
+        "/audit/timeline",
+        rendered,
+    )
 }
 
 async fn render_timeline<S: EventStore>(
@@ -166,17 +163,14 @@ pub(crate) async fn verification<S: EventStore + Clone + Send + Sync + 'static>(
         Ok(x) => x,
         Err(response) => return *response,
     };
-    match render_verification(&console, &req).await {
-        Ok(body) => {
-            let title = req.locale.t("verification.title");
-            req.html(
-                &console,
-                StatusCode::OK,
-                layout::page(&console, &req, &title, Some("/audit/verification"), body),
-            )
-        }
-        Err(e) => error_page(&console, &req, e),
-    }
+    let rendered = render_verification(&console, &req).await;
+    respond(
+        &console,
+        &req,
+        "verification.title",
+        "/audit/verification",
+        rendered,
+    )
 }
 
 /// Verifies the chain from the last verified position to the head.

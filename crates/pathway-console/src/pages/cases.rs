@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     extract::{OriginalUri, Path, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     response::Response,
 };
 use maud::{Markup, html};
@@ -27,7 +27,7 @@ use crate::{
     Console, Locale, SEARCH_CHARS_MAX, Shared,
     data::{self, ConsoleError, Row},
     layout,
-    pages::{error_page, signed_in},
+    pages::{respond, signed_in},
     session::{Need, Req},
 };
 
@@ -45,17 +45,8 @@ pub(crate) async fn list<S: EventStore + Clone + Send + Sync + 'static>(
         Ok(x) => x,
         Err(response) => return *response,
     };
-    match render_list(&console, &req, &claims).await {
-        Ok(body) => {
-            let title = req.locale.t("cases.title");
-            req.html(
-                &console,
-                StatusCode::OK,
-                layout::page(&console, &req, &title, Some("/cases"), body),
-            )
-        }
-        Err(e) => error_page(&console, &req, e),
-    }
+    let rendered = render_list(&console, &req, &claims).await;
+    respond(&console, &req, "cases.title", "/cases", rendered)
 }
 
 fn matches(row: &Row<'_>, q: &str) -> bool {
@@ -159,47 +150,41 @@ async fn render_list<S>(
         }
         p role="status" { (l.tf("cases.found", &[("count", &l.number(found.len() as i64))])) }
         @if !found.is_empty() {
-            div.table-scroll tabindex="0" role="region" aria-label=(l.t("cases.table_caption")) {
-                table {
-                    caption { (l.t("cases.table_caption")) }
-                    thead { tr {
-                        th scope="col" { (l.t("cases.col_person")) }
-                        th scope="col" { (l.t("common.city")) }
-                        th scope="col" { (l.t("cases.col_county")) }
-                        th scope="col" { (l.t("cases.col_sex")) }
-                        th scope="col" { (l.t("cases.col_birth_year")) }
-                        th scope="col" { (l.t("cases.col_registered")) }
-                        th scope="col" { (l.t("cases.col_category")) }
-                        th scope="col" { (l.t("cases.col_employed")) }
-                        th scope="col" { (l.t("cases.col_phase_out")) }
-                    } }
-                    tbody {
-                        @for r in shown {
-                            tr {
-                                th scope="row" {
-                                    a href={ (base) "/cases/" (r.text("person_ref")) } {
-                                        span.visually-hidden { (l.t("cases.open_case")) " " }
-                                        code { (short_ref(r.text("person_ref"))) }
-                                    }
-                                }
-                                td { (l.label("city", r.text("city"))) }
-                                td { (r.text("county")) }
-                                td { (l.label("sex", r.text("sex"))) }
-                                td.num { (r.int("birth_year")) }
-                                td { (l.date_text(r.text("registered_on"))) }
-                                td { (category(l, r)) }
-                                td {
-                                    (layout::yes_no(l, r.flag("employed")))
-                                    @if r.flag("employed") && !r.text("employment_form").is_empty() {
-                                        " (" (l.label("form", r.text("employment_form"))) ")"
-                                    }
-                                }
-                                td { (phase_out_text(l, r)) }
+            (layout::scroll_table(&l.t("cases.table_caption"), &[
+                l.t("cases.col_person"),
+                l.t("common.city"),
+                l.t("cases.col_county"),
+                l.t("cases.col_sex"),
+                l.t("cases.col_birth_year"),
+                l.t("cases.col_registered"),
+                l.t("cases.col_category"),
+                l.t("cases.col_employed"),
+                l.t("cases.col_phase_out"),
+            ], html! {
+                @for r in shown {
+                    tr {
+                        th scope="row" {
+                            a href={ (base) "/cases/" (r.text("person_ref")) } {
+                                span.visually-hidden { (l.t("cases.open_case")) " " }
+                                code { (short_ref(r.text("person_ref"))) }
                             }
                         }
+                        td { (l.label("city", r.text("city"))) }
+                        td { (r.text("county")) }
+                        td { (l.label("sex", r.text("sex"))) }
+                        td.num { (r.int("birth_year")) }
+                        td { (l.date_text(r.text("registered_on"))) }
+                        td { (category(l, r)) }
+                        td {
+                            (layout::yes_no(l, r.flag("employed")))
+                            @if r.flag("employed") && !r.text("employment_form").is_empty() {
+                                " (" (l.label("form", r.text("employment_form"))) ")"
+                            }
+                        }
+                        td { (phase_out_text(l, r)) }
                     }
                 }
-            }
+            }))
             (layout::pagination(l, req, page, pages))
         }
     })
@@ -253,17 +238,8 @@ pub(crate) async fn person<S: EventStore + Clone + Send + Sync + 'static>(
         Ok(x) => x,
         Err(response) => return *response,
     };
-    match render_person(&console, &req, &claims, &person_ref).await {
-        Ok(body) => {
-            let title = req.locale.t("case.title");
-            req.html(
-                &console,
-                StatusCode::OK,
-                layout::page(&console, &req, &title, Some("/cases"), body),
-            )
-        }
-        Err(e) => error_page(&console, &req, e),
-    }
+    let rendered = render_person(&console, &req, &claims, &person_ref).await;
+    respond(&console, &req, "case.title", "/cases", rendered)
 }
 
 /// What the DPF's view of a person's events says, in order.
@@ -457,25 +433,21 @@ async fn render_person<S: EventStore>(
             @if case.four_ones.is_empty() {
                 p { (l.t("case.none")) }
             } @else {
-                table {
-                    caption { (l.t("case.four_ones_caption")) }
-                    thead { tr {
-                        th scope="col" { (l.t("common.year")) }
-                        th scope="col" { (l.t("case.verified")) }
-                        th scope="col" { (l.t("case.wants_work")) }
-                        th scope="col" { (l.t("case.assessed")) }
-                        th scope="col" { (l.t("case.need_registered")) }
-                        th scope="col" { (l.t("case.served")) }
-                    } }
-                    tbody {
-                        @for (year, steps) in &case.four_ones {
-                            tr {
-                                th scope="row" { (year) }
-                                @for done in steps { td { (layout::yes_no(l, *done)) } }
-                            }
+                (layout::table(&l.t("case.four_ones_caption"), &[
+                    l.t("common.year"),
+                    l.t("case.verified"),
+                    l.t("case.wants_work"),
+                    l.t("case.assessed"),
+                    l.t("case.need_registered"),
+                    l.t("case.served"),
+                ], html! {
+                    @for (year, steps) in &case.four_ones {
+                        tr {
+                            th scope="row" { (year) }
+                            @for done in steps { td { (layout::yes_no(l, *done)) } }
                         }
                     }
-                }
+                }))
             }
         }
         section aria-labelledby="h-training" {
@@ -483,29 +455,25 @@ async fn render_person<S: EventStore>(
             @if case.training.is_empty() {
                 p { (l.t("case.none")) }
             } @else {
-                table {
-                    caption { (l.t("case.training_caption")) }
-                    thead { tr {
-                        th scope="col" { (l.t("case.programme")) }
-                        th scope="col" { (l.t("case.training_type")) }
-                        th scope="col" { (l.t("case.enrolled_on")) }
-                        th scope="col" { (l.t("case.completed_on")) }
-                        th scope="col" { (l.t("case.passed")) }
-                        th scope="col" { (l.t("case.subsidy")) }
-                    } }
-                    tbody {
-                        @for (programme, t) in &case.training {
-                            tr {
-                                th scope="row" { code { (programme) } }
-                                td { (l.label("training", &t.training_type)) }
-                                td { (t.enrolled_on.map_or(dash.to_owned(), |d| l.date(d))) }
-                                td { (t.completed_on.map_or(dash.to_owned(), |d| l.date(d))) }
-                                td { @match t.passed { Some(p) => (layout::yes_no(l, p)), None => (dash) } }
-                                td.num { (l.money_fen(t.subsidy_fen)) }
-                            }
+                (layout::table(&l.t("case.training_caption"), &[
+                    l.t("case.programme"),
+                    l.t("case.training_type"),
+                    l.t("case.enrolled_on"),
+                    l.t("case.completed_on"),
+                    l.t("case.passed"),
+                    l.t("case.subsidy"),
+                ], html! {
+                    @for (programme, t) in &case.training {
+                        tr {
+                            th scope="row" { code { (programme) } }
+                            td { (l.label("training", &t.training_type)) }
+                            td { (t.enrolled_on.map_or(dash.to_owned(), |d| l.date(d))) }
+                            td { (t.completed_on.map_or(dash.to_owned(), |d| l.date(d))) }
+                            td { @match t.passed { Some(p) => (layout::yes_no(l, p)), None => (dash) } }
+                            td.num { (l.money_fen(t.subsidy_fen)) }
                         }
                     }
-                }
+                }))
             }
         }
         section aria-labelledby="h-placements" {
@@ -513,29 +481,25 @@ async fn render_person<S: EventStore>(
             @if case.placements.is_empty() {
                 p { (l.t("case.none")) }
             } @else {
-                table {
-                    caption { (l.t("case.placements_caption")) }
-                    thead { tr {
-                        th scope="col" { (l.t("case.placement")) }
-                        th scope="col" { (l.t("case.form")) }
-                        th scope="col" { (l.t("case.employer")) }
-                        th scope="col" { (l.t("case.start")) }
-                        th scope="col" { (l.t("case.end")) }
-                        th scope="col" { (l.t("case.social_insurance")) }
-                    } }
-                    tbody {
-                        @for (id, p) in &case.placements {
-                            tr {
-                                th scope="row" { code { (short_ref(id)) } }
-                                td { (l.label("form", &p.form)) }
-                                td { code { (p.employer) } }
-                                td { (p.start.map_or(dash.to_owned(), |d| l.date(d))) }
-                                td { (p.end.map_or(l.t("case.ongoing"), |d| l.date(d))) }
-                                td { (layout::yes_no(l, p.social_insurance)) }
-                            }
+                (layout::table(&l.t("case.placements_caption"), &[
+                    l.t("case.placement"),
+                    l.t("case.form"),
+                    l.t("case.employer"),
+                    l.t("case.start"),
+                    l.t("case.end"),
+                    l.t("case.social_insurance"),
+                ], html! {
+                    @for (id, p) in &case.placements {
+                        tr {
+                            th scope="row" { code { (short_ref(id)) } }
+                            td { (l.label("form", &p.form)) }
+                            td { code { (p.employer) } }
+                            td { (p.start.map_or(dash.to_owned(), |d| l.date(d))) }
+                            td { (p.end.map_or(l.t("case.ongoing"), |d| l.date(d))) }
+                            td { (layout::yes_no(l, p.social_insurance)) }
                         }
                     }
-                }
+                }))
             }
             p {
                 (l.t("case.new_employment_years")) " "
@@ -551,27 +515,23 @@ async fn render_person<S: EventStore>(
             @if case.ledgers.is_empty() {
                 p { (l.t("case.no_ledger")) }
             } @else {
-                table {
-                    caption { (l.t("case.ledger_caption")) }
-                    thead { tr {
-                        th scope="col" { (l.t("common.year")) }
-                        th scope="col" { (l.t("case.school")) }
-                        th scope="col" { (l.t("case.plan_set")) }
-                        th scope="col" { (l.t("case.services")) }
-                        th scope="col" { (l.t("case.outcome")) }
-                    } }
-                    tbody {
-                        @for g in case.ledgers.values() {
-                            tr {
-                                th scope="row" { (g.year) }
-                                td { (g.school) }
-                                td { (layout::yes_no(l, g.plan_set)) }
-                                td.num { (l.number(g.services)) }
-                                td { (g.outcome.as_deref().map_or(l.t("case.no_outcome"), |o| l.label("outcome", o))) }
-                            }
+                (layout::table(&l.t("case.ledger_caption"), &[
+                    l.t("common.year"),
+                    l.t("case.school"),
+                    l.t("case.plan_set"),
+                    l.t("case.services"),
+                    l.t("case.outcome"),
+                ], html! {
+                    @for g in case.ledgers.values() {
+                        tr {
+                            th scope="row" { (g.year) }
+                            td { (g.school) }
+                            td { (layout::yes_no(l, g.plan_set)) }
+                            td.num { (l.number(g.services)) }
+                            td { (g.outcome.as_deref().map_or(l.t("case.no_outcome"), |o| l.label("outcome", o))) }
                         }
                     }
-                }
+                }))
             }
         }
     })

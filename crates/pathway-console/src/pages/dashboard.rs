@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     extract::{OriginalUri, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     response::Response,
 };
 use maud::{Markup, html};
@@ -22,7 +22,7 @@ use crate::{
     charts::{self, Bars},
     data::{self, Cell, ConsoleError, Rows, Total},
     layout,
-    pages::{error_page, signed_in},
+    pages::{respond, signed_in},
     session::{Need, Req},
 };
 
@@ -38,17 +38,8 @@ pub(crate) async fn page<S: EventStore + Clone + Send + Sync + 'static>(
         Ok(x) => x,
         Err(response) => return *response,
     };
-    match render(&console, &req, &claims).await {
-        Ok(body) => {
-            let title = req.locale.t("dashboard.title");
-            req.html(
-                &console,
-                StatusCode::OK,
-                layout::page(&console, &req, &title, Some("/dashboard"), body),
-            )
-        }
-        Err(e) => error_page(&console, &req, e),
-    }
+    let rendered = render(&console, &req, &claims).await;
+    respond(&console, &req, "dashboard.title", "/dashboard", rendered)
 }
 
 /// The cell as text: a count with grouping, or the suppression mark.
@@ -153,27 +144,25 @@ async fn render<S>(
         horizontal: false,
         tick: count_tick,
     });
-    let progress_table = html! {
-        table {
-            caption { (l.t("dashboard.progress_table_caption")) }
-            thead { tr {
-                th scope="col" { (l.t("common.year")) }
-                th scope="col" { (l.t("dashboard.col_new_in_year")) }
-                th scope="col" { (l.t("dashboard.col_cumulative")) }
-                th scope="col" { (l.t("dashboard.col_share_of_target")) }
-            } }
-            tbody {
-                @for (i, y) in years.iter().enumerate() {
-                    tr {
-                        th scope="row" { (y) }
-                        td.num { (total_text(l, per_year[i])) }
-                        td.num { (total_text(l, cumulative[i])) }
-                        td.num { (l.percent_bp(cumulative[i].visible * 10_000 / target.max(1))) }
-                    }
+    let progress_table = layout::table(
+        &l.t("dashboard.progress_table_caption"),
+        &[
+            l.t("common.year"),
+            l.t("dashboard.col_new_in_year"),
+            l.t("dashboard.col_cumulative"),
+            l.t("dashboard.col_share_of_target"),
+        ],
+        html! {
+            @for (i, y) in years.iter().enumerate() {
+                tr {
+                    th scope="row" { (y) }
+                    td.num { (total_text(l, per_year[i])) }
+                    td.num { (total_text(l, cumulative[i])) }
+                    td.num { (l.percent_bp(cumulative[i].visible * 10_000 / target.max(1))) }
                 }
             }
-        }
-    };
+        },
+    );
 
     // By city, for the selected year or the whole plan.
     let city_totals: Vec<Total> = cities
@@ -265,29 +254,24 @@ async fn render<S>(
                 (*c, row, total)
             })
             .collect();
-        html! {
-            div.table-scroll tabindex="0" role="region" aria-label=(caption) {
-                table {
-                    caption { (caption) }
-                    thead { tr {
-                        th scope="col" { (l.t("common.city")) }
-                        @for y in &years { th scope="col" { (y) } }
-                        th scope="col" { (l.t("common.total")) }
-                    } }
-                    tbody {
-                        @for (c, row, total) in &lines {
-                            tr {
-                                th scope="row" { (l.label("city", c)) }
-                                @for cell in row {
-                                    td.num { (cell_text(l, cell)) }
-                                }
-                                td.num { (total_text(l, *total)) }
-                            }
+        let mut columns = vec![l.t("common.city")];
+        columns.extend(years.iter().map(|y| y.to_string()));
+        columns.push(l.t("common.total"));
+        layout::scroll_table(
+            &caption,
+            &columns,
+            html! {
+                @for (c, row, total) in &lines {
+                    tr {
+                        th scope="row" { (l.label("city", c)) }
+                        @for cell in row {
+                            td.num { (cell_text(l, cell)) }
                         }
+                        td.num { (total_text(l, *total)) }
                     }
                 }
-            }
-        }
+            },
+        )
     };
 
     // Public-welfare posts and the fund, by year.
@@ -366,6 +350,8 @@ async fn render<S>(
             )
         })
         .collect();
+    let mut report_columns = vec![l.t("common.city")];
+    report_columns.extend(years.iter().map(|y| y.to_string()));
 
     Ok(html! {
         p.lead { (l.tf("dashboard.intro", &[("target", &l.number(target))])) }
@@ -387,77 +373,56 @@ async fn render<S>(
         }
         section aria-labelledby="h-posts" {
             h2 #h-posts { (l.t("dashboard.posts_heading")) }
-            (layout::figure(posts_chart, &l.t("dashboard.posts_chart_title"), html! {
-                table {
-                    caption { (l.t("dashboard.posts_table_caption")) }
-                    thead { tr {
-                        th scope="col" { (l.t("common.year")) }
-                        th scope="col" { (l.t("dashboard.col_posts")) }
-                        th scope="col" { (l.t("dashboard.col_disabled_posts")) }
-                        th scope="col" { (l.t("dashboard.col_share")) }
-                        th scope="col" { (l.tf("dashboard.col_meets_min", &[("min", &l.percent_bp(posts_min))])) }
-                    } }
-                    tbody {
-                        @for (y, (total, disabled)) in &post_years {
-                            tr {
-                                th scope="row" { (y) }
-                                td.num { (l.number(*total)) }
-                                td.num { (l.number(*disabled)) }
-                                td.num { (l.percent_bp(share(*disabled, *total))) }
-                                td { (layout::yes_no(l, share(*disabled, *total) >= posts_min)) }
-                            }
-                        }
+            (layout::figure(posts_chart, &l.t("dashboard.posts_chart_title"), layout::table(&l.t("dashboard.posts_table_caption"), &[
+                l.t("common.year"),
+                l.t("dashboard.col_posts"),
+                l.t("dashboard.col_disabled_posts"),
+                l.t("dashboard.col_share"),
+                l.tf("dashboard.col_meets_min", &[("min", &l.percent_bp(posts_min))]),
+            ], html! {
+                @for (y, (total, disabled)) in &post_years {
+                    tr {
+                        th scope="row" { (y) }
+                        td.num { (l.number(*total)) }
+                        td.num { (l.number(*disabled)) }
+                        td.num { (l.percent_bp(share(*disabled, *total))) }
+                        td { (layout::yes_no(l, share(*disabled, *total) >= posts_min)) }
                     }
                 }
-            }))
+            })))
         }
         section aria-labelledby="h-fund" {
             h2 #h-fund { (l.t("dashboard.fund_heading")) }
-            (layout::figure(fund_chart, &l.t("dashboard.fund_chart_title"), html! {
-                table {
-                    caption { (l.t("dashboard.fund_table_caption")) }
-                    thead { tr {
-                        th scope="col" { (l.t("common.year")) }
-                        th scope="col" { (l.t("dashboard.col_fund_base")) }
-                        th scope="col" { (l.t("dashboard.col_fund_pwp")) }
-                        th scope="col" { (l.t("dashboard.col_share")) }
-                        th scope="col" { (l.tf("dashboard.col_within_cap", &[("cap", &l.percent_bp(fund_cap))])) }
-                    } }
-                    tbody {
-                        @for (y, (base_fen, pwp)) in &fund_years {
-                            tr {
-                                th scope="row" { (y) }
-                                td.num { (l.money_fen(*base_fen)) }
-                                td.num { (l.money_fen(*pwp)) }
-                                td.num { (l.percent_bp(share(*pwp, *base_fen))) }
-                                td { (layout::yes_no(l, share(*pwp, *base_fen) <= fund_cap)) }
-                            }
+            (layout::figure(fund_chart, &l.t("dashboard.fund_chart_title"), layout::table(&l.t("dashboard.fund_table_caption"), &[
+                l.t("common.year"),
+                l.t("dashboard.col_fund_base"),
+                l.t("dashboard.col_fund_pwp"),
+                l.t("dashboard.col_share"),
+                l.tf("dashboard.col_within_cap", &[("cap", &l.percent_bp(fund_cap))]),
+            ], html! {
+                @for (y, (base_fen, pwp)) in &fund_years {
+                    tr {
+                        th scope="row" { (y) }
+                        td.num { (l.money_fen(*base_fen)) }
+                        td.num { (l.money_fen(*pwp)) }
+                        td.num { (l.percent_bp(share(*pwp, *base_fen))) }
+                        td { (layout::yes_no(l, share(*pwp, *base_fen) <= fund_cap)) }
+                    }
+                }
+            })))
+        }
+        section aria-labelledby="h-reports" {
+            h2 #h-reports { (l.t("dashboard.reports_heading")) }
+            (layout::scroll_table(&l.t("dashboard.reports_table_caption"), &report_columns, html! {
+                @for c in &cities {
+                    tr {
+                        th scope="row" { (l.label("city", c)) }
+                        @for y in &years {
+                            td { (report_status(l, report_of.get(&((*c).to_owned(), *y)))) }
                         }
                     }
                 }
             }))
-        }
-        section aria-labelledby="h-reports" {
-            h2 #h-reports { (l.t("dashboard.reports_heading")) }
-            div.table-scroll tabindex="0" role="region" aria-label=(l.t("dashboard.reports_table_caption")) {
-                table {
-                    caption { (l.t("dashboard.reports_table_caption")) }
-                    thead { tr {
-                        th scope="col" { (l.t("common.city")) }
-                        @for y in &years { th scope="col" { (y) } }
-                    } }
-                    tbody {
-                        @for c in &cities {
-                            tr {
-                                th scope="row" { (l.label("city", c)) }
-                                @for y in &years {
-                                    td { (report_status(l, report_of.get(&((*c).to_owned(), *y)))) }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
         }
     })
 }

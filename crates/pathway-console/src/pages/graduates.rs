@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     extract::{OriginalUri, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     response::Response,
 };
 use maud::{Markup, html};
@@ -17,7 +17,7 @@ use crate::{
     Console, Shared,
     data::{self, ConsoleError},
     layout,
-    pages::{error_page, signed_in},
+    pages::{respond, signed_in},
     session::{Need, Req},
 };
 
@@ -40,17 +40,8 @@ pub(crate) async fn page<S: EventStore + Clone + Send + Sync + 'static>(
         Ok(x) => x,
         Err(response) => return *response,
     };
-    match render(&console, &req, &claims).await {
-        Ok(body) => {
-            let title = req.locale.t("graduates.title");
-            req.html(
-                &console,
-                StatusCode::OK,
-                layout::page(&console, &req, &title, Some("/graduates"), body),
-            )
-        }
-        Err(e) => error_page(&console, &req, e),
-    }
+    let rendered = render(&console, &req, &claims).await;
+    respond(&console, &req, "graduates.title", "/graduates", rendered)
 }
 
 async fn render<S>(
@@ -77,6 +68,9 @@ async fn render<S>(
         .and_then(|p| p.parse().ok())
         .unwrap_or(1)
         .clamp(1, pages);
+    let mut school_columns = vec![l.t("graduates.school"), l.t("common.year")];
+    school_columns.extend(OUTCOMES.iter().map(|o| l.label("outcome", o)));
+    school_columns.extend([l.t("graduates.pending"), l.t("common.total")]);
     Ok(html! {
         p.lead { (l.tf("graduates.intro", &[("count", &l.number(graduates.len() as i64))])) }
         section aria-labelledby="h-schools" {
@@ -84,31 +78,19 @@ async fn render<S>(
             @if by_school.is_empty() {
                 p { (l.t("graduates.none")) }
             } @else {
-                div.table-scroll tabindex="0" role="region" aria-label=(l.t("graduates.schools_caption")) {
-                    table {
-                        caption { (l.t("graduates.schools_caption")) }
-                        thead { tr {
-                            th scope="col" { (l.t("graduates.school")) }
-                            th scope="col" { (l.t("common.year")) }
-                            @for o in OUTCOMES { th scope="col" { (l.label("outcome", o)) } }
-                            th scope="col" { (l.t("graduates.pending")) }
-                            th scope="col" { (l.t("common.total")) }
-                        } }
-                        tbody {
-                            @for ((school, year), counts) in &by_school {
-                                tr {
-                                    th scope="row" { (school) }
-                                    td.num { (year) }
-                                    @for o in OUTCOMES {
-                                        td.num { (l.number(counts.get(*o).copied().unwrap_or(0))) }
-                                    }
-                                    td.num { (l.number(counts.iter().filter(|(k, _)| !OUTCOMES.contains(&k.as_str())).map(|(_, v)| v).sum())) }
-                                    td.num { (l.number(counts.values().sum())) }
-                                }
+                (layout::scroll_table(&l.t("graduates.schools_caption"), &school_columns, html! {
+                    @for ((school, year), counts) in &by_school {
+                        tr {
+                            th scope="row" { (school) }
+                            td.num { (year) }
+                            @for o in OUTCOMES {
+                                td.num { (l.number(counts.get(*o).copied().unwrap_or(0))) }
                             }
+                            td.num { (l.number(counts.iter().filter(|(k, _)| !OUTCOMES.contains(&k.as_str())).map(|(_, v)| v).sum())) }
+                            td.num { (l.number(counts.values().sum())) }
                         }
                     }
-                }
+                }))
             }
         }
         section aria-labelledby="h-graduates" {
@@ -116,33 +98,27 @@ async fn render<S>(
             @if graduates.len() == 0 {
                 p { (l.t("graduates.none")) }
             } @else {
-                div.table-scroll tabindex="0" role="region" aria-label=(l.t("graduates.list_caption")) {
-                    table {
-                        caption { (l.t("graduates.list_caption")) }
-                        thead { tr {
-                            th scope="col" { (l.t("graduates.ledger")) }
-                            th scope="col" { (l.t("graduates.school")) }
-                            th scope="col" { (l.t("common.year")) }
-                            th scope="col" { (l.t("graduates.outcome")) }
-                        } }
-                        tbody {
-                            @for r in graduates.iter().skip((page - 1) * per_page).take(per_page) {
-                                tr {
-                                    th scope="row" { code { (r.text("ledger_id")) } }
-                                    td { (r.text("school")) }
-                                    td.num { (r.int("year")) }
-                                    td {
-                                        @if r.text("outcome").is_empty() {
-                                            (l.t("graduates.pending"))
-                                        } @else {
-                                            (l.label("outcome", r.text("outcome")))
-                                        }
-                                    }
+                (layout::scroll_table(&l.t("graduates.list_caption"), &[
+                    l.t("graduates.ledger"),
+                    l.t("graduates.school"),
+                    l.t("common.year"),
+                    l.t("graduates.outcome"),
+                ], html! {
+                    @for r in graduates.iter().skip((page - 1) * per_page).take(per_page) {
+                        tr {
+                            th scope="row" { code { (r.text("ledger_id")) } }
+                            td { (r.text("school")) }
+                            td.num { (r.int("year")) }
+                            td {
+                                @if r.text("outcome").is_empty() {
+                                    (l.t("graduates.pending"))
+                                } @else {
+                                    (l.label("outcome", r.text("outcome")))
                                 }
                             }
                         }
                     }
-                }
+                }))
                 (layout::pagination(l, req, page, pages))
             }
         }

@@ -55,6 +55,29 @@ fn to_sign_in<S>(console: &Console<S>, req: &Req) -> Response {
     response
 }
 
+/// A page's answer: the page titled `title_key`, with `rendered` as its
+/// body and `nav` as its active navigation entry, or the error page when
+/// rendering was refused or failed.
+pub(crate) fn respond<S>(
+    console: &Console<S>,
+    req: &Req,
+    title_key: &str,
+    nav: &str,
+    rendered: Result<maud::Markup, ConsoleError>,
+) -> Response {
+    match rendered {
+        Ok(body) => {
+            let title = req.locale.t(title_key);
+            req.html(
+                console,
+                StatusCode::OK,
+                layout::page(console, req, &title, Some(nav), body),
+            )
+        }
+        Err(e) => error_page(console, req, e),
+    }
+}
+
 /// The page for a refusal or failure, with its status.
 pub(crate) fn error_page<S>(console: &Console<S>, req: &Req, error: ConsoleError) -> Response {
     let l = req.locale;

@@ -7,7 +7,7 @@
 
 use axum::{
     extract::{OriginalUri, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     response::Response,
 };
 use chrono::NaiveDate;
@@ -20,7 +20,7 @@ use crate::{
     Console, Locale, PHASE_OUT_WINDOW_DAYS, REASSESSMENT_DUE_DAYS, Shared,
     data::{self, ConsoleError},
     layout,
-    pages::{error_page, signed_in},
+    pages::{respond, signed_in},
     session::{Need, Req},
 };
 
@@ -36,17 +36,8 @@ pub(crate) async fn page<S: EventStore + Clone + Send + Sync + 'static>(
         Ok(x) => x,
         Err(response) => return *response,
     };
-    match render(&console, &req, &claims).await {
-        Ok(body) => {
-            let title = req.locale.t("phase_outs.title");
-            req.html(
-                &console,
-                StatusCode::OK,
-                layout::page(&console, &req, &title, Some("/phase-outs"), body),
-            )
-        }
-        Err(e) => error_page(&console, &req, e),
-    }
+    let rendered = render(&console, &req, &claims).await;
+    respond(&console, &req, "phase_outs.title", "/phase-outs", rendered)
 }
 
 struct Line {
@@ -140,27 +131,21 @@ async fn render<S>(
             @if reassessments.is_empty() {
                 p { (l.t("phase_outs.none")) }
             } @else {
-                div.table-scroll tabindex="0" role="region" aria-label=(l.t("phase_outs.reassess_caption")) {
-                    table {
-                        caption { (l.t("phase_outs.reassess_caption")) }
-                        thead { tr {
-                            th scope="col" { (l.t("phase_outs.household")) }
-                            th scope="col" { (l.t("phase_outs.requested_on")) }
-                            th scope="col" { (l.t("phase_outs.last_assessed_on")) }
-                            th scope="col" { (l.t("phase_outs.days_waiting")) }
-                        } }
-                        tbody {
-                            @for r in &reassessments {
-                                tr {
-                                    th scope="row" { code { (r.household) } }
-                                    td { (l.date(r.requested)) }
-                                    td { (r.last_assessed.map_or(l.t("phase_outs.never"), |d| l.date(d))) }
-                                    td.num { (l.number(r.days_waiting)) }
-                                }
-                            }
+                (layout::scroll_table(&l.t("phase_outs.reassess_caption"), &[
+                    l.t("phase_outs.household"),
+                    l.t("phase_outs.requested_on"),
+                    l.t("phase_outs.last_assessed_on"),
+                    l.t("phase_outs.days_waiting"),
+                ], html! {
+                    @for r in &reassessments {
+                        tr {
+                            th scope="row" { code { (r.household) } }
+                            td { (l.date(r.requested)) }
+                            td { (r.last_assessed.map_or(l.t("phase_outs.never"), |d| l.date(d))) }
+                            td.num { (l.number(r.days_waiting)) }
                         }
                     }
-                }
+                }))
             }
         }
     })
@@ -171,35 +156,29 @@ fn calendar(l: Locale, lines: &[&Line], caption: &str) -> Markup {
         @if lines.is_empty() {
             p { (l.t("phase_outs.none")) }
         } @else {
-            div.table-scroll tabindex="0" role="region" aria-label=(caption) {
-                table {
-                    caption { (caption) }
-                    thead { tr {
-                        th scope="col" { (l.t("phase_outs.household")) }
-                        th scope="col" { (l.t("phase_outs.phase_out")) }
-                        th scope="col" { (l.t("phase_outs.started")) }
-                        th scope="col" { (l.t("phase_outs.planned_end")) }
-                        th scope="col" { (l.t("phase_outs.days_left")) }
-                    } }
-                    tbody {
-                        @for x in lines {
-                            tr {
-                                th scope="row" { code { (x.household) } }
-                                td { code { (x.phase_out) } }
-                                td { (l.date_text(&x.start)) }
-                                td { (l.date(x.end)) }
-                                td.num {
-                                    @if x.days_left < 0 {
-                                        (l.tf("phase_outs.days_over", &[("days", &l.number(-x.days_left))]))
-                                    } @else {
-                                        (l.number(x.days_left))
-                                    }
-                                }
+            (layout::scroll_table(caption, &[
+                l.t("phase_outs.household"),
+                l.t("phase_outs.phase_out"),
+                l.t("phase_outs.started"),
+                l.t("phase_outs.planned_end"),
+                l.t("phase_outs.days_left"),
+            ], html! {
+                @for x in lines {
+                    tr {
+                        th scope="row" { code { (x.household) } }
+                        td { code { (x.phase_out) } }
+                        td { (l.date_text(&x.start)) }
+                        td { (l.date(x.end)) }
+                        td.num {
+                            @if x.days_left < 0 {
+                                (l.tf("phase_outs.days_over", &[("days", &l.number(-x.days_left))]))
+                            } @else {
+                                (l.number(x.days_left))
                             }
                         }
                     }
                 }
-            }
+            }))
         }
     }
 }
