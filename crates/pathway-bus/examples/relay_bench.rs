@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = EmbeddedStore::open(&dir.path().join("log"))?;
 
     // 1. The log.
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let cfg = pathway_sim::SimConfig {
         persons: 100,
         seed: 1,

@@ -195,7 +195,7 @@ impl<S: EventStore + Clone> ExchangeService<S> {
     /// JetStream of `client`.
     pub fn new(store: S, client: async_nats::Client) -> Self {
         ExchangeService {
-            engine: Engine::new(store),
+            engine: Engine::unsealed(store),
             js: jetstream::ContextBuilder::new()
                 .timeout(Duration::from_millis(EXCHANGE_PUBLISH_TIMEOUT_MS))
                 .build(client),

@@ -130,9 +130,7 @@ async fn simulate<S: EventStore + Clone>(
     cfg: &SimConfig,
 ) -> anyhow::Result<(SimStats, u64)> {
     let first = store.head().await?.position;
-    let engine = Engine::new(store.clone())
-        .with_keyring(keyring)
-        .resending_on_outage();
+    let engine = Engine::new(store.clone(), keyring).resending_on_outage();
     // On a terminal, one line updated in place; otherwise a line per 10%.
     let tty = std::io::stderr().is_terminal();
     let step = (cfg.persons / if tty { 100 } else { 10 }).max(1);

@@ -156,9 +156,7 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
 /// sends a line's command again while the log is out of reach, so a
 /// database restart does not end a long import.
 fn engine<S: EventStore + Clone>(store: S, keyring: pathway_engine::Keyring) -> Engine<S> {
-    Engine::new(store)
-        .with_keyring(keyring)
-        .resending_on_outage()
+    Engine::new(store, keyring).resending_on_outage()
 }
 
 /// Applies every line of `input` through `engine`.

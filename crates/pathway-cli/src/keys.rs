@@ -47,8 +47,8 @@ pub(crate) async fn erase(args: EraseArgs) -> anyhow::Result<ExitCode> {
     let store = args.store.open().await?;
     let keyring = args.store.keyring(&store).await?;
     match store {
-        AnyStore::Embedded(s) => erase_on(Engine::new(s).with_keyring(keyring), &args).await,
-        AnyStore::Postgres(s) => erase_on(Engine::new(s).with_keyring(keyring), &args).await,
+        AnyStore::Embedded(s) => erase_on(Engine::new(s, keyring), &args).await,
+        AnyStore::Postgres(s) => erase_on(Engine::new(s, keyring), &args).await,
     }
 }
 

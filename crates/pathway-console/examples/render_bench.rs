@@ -86,7 +86,7 @@ async fn main() {
     let store = EmbeddedStore::open(&dir.path().join("log")).expect("store");
     let started = Instant::now();
     pathway_sim::run(
-        &Engine::new(store.clone()),
+        &Engine::unsealed(store.clone()),
         &SimConfig {
             persons,
             seed: 2022,

@@ -24,8 +24,8 @@
 //!   in the log, so a retry of it is decided afresh.
 //!
 //! Personal fields are sealed on the way in and opened on the way out when
-//! the engine has a [`Keyring`] ([`Engine::with_keyring`]; every production
-//! entry point sets one): `decide` and `evolve` see clear values, the log
+//! the engine has a [`Keyring`] ([`Engine::new`]; only tests and logs without
+//! personal data use [`Engine::unsealed`]): `decide` and `evolve` see clear values, the log
 //! only ciphertext. An event that erases a person's data
 //! (`PersonalDataErased`) destroys the person's data key once it is stored,
 //! and again on every retry of the command, so a crash between the two is
@@ -270,8 +270,21 @@ struct Prior<A> {
 }
 
 impl<S: EventStore + Clone> Engine<S> {
-    /// An engine over `store` with the built-in policy table.
-    pub fn new(store: S) -> Self {
+    /// An engine over `store` with the built-in policy table, sealing
+    /// personal fields with `keyring` before they are stored and opening them
+    /// when streams are loaded. Every production entry point uses this.
+    pub fn new(store: S, keyring: Keyring) -> Self {
+        Engine {
+            keyring: Some(keyring),
+            ..Self::unsealed(store)
+        }
+    }
+
+    /// An engine that stores personal fields in clear: only for tests and
+    /// for logs that hold no personal data (e.g. the graduate exchange's
+    /// status answers). Said out loud so that no entry point can forget the
+    /// keyring by accident.
+    pub fn unsealed(store: S) -> Self {
         Engine {
             store,
             policy: PolicyTable::builtin(),
@@ -279,13 +292,6 @@ impl<S: EventStore + Clone> Engine<S> {
             snapshots: Snapshots::new(),
             outage_attempts: 1,
         }
-    }
-
-    /// This engine, sealing personal fields with `keyring` before they are
-    /// stored and opening them when streams are loaded.
-    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
-        self.keyring = Some(keyring);
-        self
     }
 
     /// This engine, sending a command again (up to [`OUTAGE_ATTEMPTS_MAX`]

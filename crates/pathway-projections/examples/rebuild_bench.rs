@@ -100,7 +100,7 @@ async fn postgres_projections(url: String) {
         .expect("connect to the log");
     if store.head().await.expect("head").position == 0 {
         // An empty log: fill it with the demo's province (as `pathway demo`).
-        let engine = pathway_engine::Engine::new(store.clone());
+        let engine = pathway_engine::Engine::unsealed(store.clone());
         let config = pathway_sim::SimConfig {
             persons: pathway_sim::PERSONS_DEFAULT,
             seed: 2022,

@@ -204,10 +204,10 @@ async fn lead<S: EventStore + Clone>(
     status: &WorkflowStatus,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<TermEnd, SagaError> {
-    let mut engine = pathway_engine::Engine::new(store.clone());
-    if let Some(keyring) = &options.keyring {
-        engine = engine.with_keyring(keyring.clone());
-    }
+    let engine = match &options.keyring {
+        Some(keyring) => pathway_engine::Engine::new(store.clone(), keyring.clone()),
+        None => pathway_engine::Engine::unsealed(store.clone()),
+    };
     let (stop, routers_stop) = watch::channel(false);
     let mut routers = tokio::task::JoinSet::new();
     let started: Result<(), SagaError> = async {

@@ -248,7 +248,7 @@ impl Application {
         let metrics = Metrics::new();
         let mount_policy = self.policy.clone();
         let state = Arc::new(AppState {
-            engine: pathway_engine::Engine::new(store.clone()).with_keyring(self.keyring.clone()),
+            engine: pathway_engine::Engine::new(store.clone(), self.keyring.clone()),
             read_store: self.read_store.clone(),
             secret,
             policy: self.policy,

@@ -22,7 +22,7 @@ async fn log(dir: &Path) -> (EmbeddedStore, checkpoint::VerifyingKey) {
         seed: 5,
         concurrency: 2,
     };
-    pathway_sim::run(&Engine::new(store.clone()), &cfg, |_, _| {})
+    pathway_sim::run(&Engine::unsealed(store.clone()), &cfg, |_, _| {})
         .await
         .expect("simulate");
     let key = checkpoint::generate_key().expect("key");

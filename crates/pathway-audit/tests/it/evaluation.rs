@@ -23,7 +23,7 @@ async fn evaluation_totals_equal_counts_from_the_events() {
         seed: 24,
         concurrency: 4,
     };
-    pathway_sim::run(&Engine::new(store.clone()), &cfg, |_, _| {})
+    pathway_sim::run(&Engine::unsealed(store.clone()), &cfg, |_, _| {})
         .await
         .expect("simulate");
     let report = evaluation::evaluate(&store, 2024, &dir.path().join("scratch"))

@@ -17,7 +17,7 @@ async fn simulated(dir: &std::path::Path) -> (EmbeddedStore, Vec<RecordedEvent>)
         seed: 3,
         concurrency: 4,
     };
-    pathway_sim::run(&Engine::new(store.clone()), &cfg, |_, _| {})
+    pathway_sim::run(&Engine::unsealed(store.clone()), &cfg, |_, _| {})
         .await
         .expect("simulate");
     let all = store

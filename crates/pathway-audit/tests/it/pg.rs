@@ -16,7 +16,7 @@ pub(crate) async fn filled_store(url: &str, persons: usize) -> PostgresStore {
     let store = PostgresStore::connect(url)
         .await
         .expect("connect the store");
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let cfg = SimConfig {
         persons,
         seed: 8,

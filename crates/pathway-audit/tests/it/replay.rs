@@ -53,7 +53,7 @@ async fn replay_as_of_each_year_end_equals_the_model_captured_then() {
         seed: 11,
         concurrency: 4,
     };
-    pathway_sim::run(&Engine::new(source.clone()), &cfg, |_, _| {})
+    pathway_sim::run(&Engine::unsealed(source.clone()), &cfg, |_, _| {})
         .await
         .expect("simulate");
     let mut events = source

@@ -151,7 +151,7 @@ async fn a_cohort_opens_ledgers_outcomes_go_back_and_bad_batches_change_nothing(
     let client = connect(&nats.url()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
 
     // Two registered persons: their keyed hashes are reserved.
     for (i, (person_ref, hmac)) in [("p-1", P1_HMAC), ("p-2", P2_HMAC)].into_iter().enumerate() {

@@ -80,7 +80,7 @@ async fn departments_read_only_their_own_subjects_and_cannot_publish_events() {
     // Pathway relays some events.
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let cfg = SimConfig {
         persons: 10,
         seed: 41,

@@ -19,7 +19,7 @@ use crate::test_relay;
 use pathway_testkit::TestDb;
 
 async fn simulate(store: &PostgresStore, persons: usize, seed: u64) {
-    simulate_with(Engine::new(store.clone()), persons, seed).await;
+    simulate_with(Engine::unsealed(store.clone()), persons, seed).await;
 }
 
 async fn simulate_with(engine: Engine<PostgresStore>, persons: usize, seed: u64) {
@@ -89,12 +89,7 @@ async fn a_key_table_outage_is_retried_not_fatal() {
     let keyring = pathway_keys::postgres_keyring(store.pool().clone(), master())
         .await
         .expect("keyring");
-    simulate_with(
-        Engine::new(store.clone()).with_keyring(keyring.clone()),
-        5,
-        61,
-    )
-    .await;
+    simulate_with(Engine::new(store.clone(), keyring.clone()), 5, 61).await;
     let records = store
         .read_all(1, 10_000, &pathway_store::ReadFilter::all())
         .await

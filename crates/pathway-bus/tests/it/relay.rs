@@ -174,7 +174,7 @@ async fn every_event_reaches_its_departments_once_in_order_across_relay_and_nats
     let mut nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let client = connect(&nats.url()).await;
     let js = jetstream::new(client.clone());
     let spawn_relay = || {
@@ -226,7 +226,7 @@ async fn a_second_relay_on_the_same_store_stands_by_and_takes_over() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     simulate(&engine, 20, 21).await;
     let client = connect(&nats.url()).await;
     let js = jetstream::new(client.clone());
@@ -263,7 +263,7 @@ async fn rebuild_republishes_from_a_position_into_fresh_streams() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     simulate(&engine, 10, 31).await;
     let client = connect(&nats.url()).await;
     let js = jetstream::new(client.clone());
@@ -306,7 +306,7 @@ async fn a_durable_consumer_resumes_after_its_last_ack() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
-    simulate(&Engine::new(store.clone()), 10, 61).await;
+    simulate(&Engine::unsealed(store.clone()), 10, 61).await;
     let client = connect(&nats.url()).await;
     let js = jetstream::new(client.clone());
     let relay = tokio::spawn(

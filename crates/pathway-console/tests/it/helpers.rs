@@ -40,7 +40,7 @@ pub(crate) async fn province(persons: usize) -> Province {
         seed: 2022,
         concurrency: 8,
     };
-    pathway_sim::run(&Engine::new(store.clone()), &cfg, |_, _| {})
+    pathway_sim::run(&Engine::unsealed(store.clone()), &cfg, |_, _| {})
         .await
         .expect("simulate");
     let key = pathway_audit::checkpoint::generate_key().expect("key");

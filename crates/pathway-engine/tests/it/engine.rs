@@ -69,7 +69,7 @@ pub(crate) fn valid_id() -> String {
 #[tokio::test]
 async fn a_decision_is_appended_with_its_envelope() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let cmd = register("p-1", &valid_id());
     let handled = engine
         .handle::<Person>("person-p-1", &cmd, &meta(1))
@@ -109,7 +109,7 @@ async fn a_decision_is_appended_with_its_envelope() {
 #[tokio::test]
 async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let id = valid_id();
     let first = engine
         .handle::<Person>("person-p-2", &register("p-2", &id), &meta(2))
@@ -134,7 +134,7 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
 #[tokio::test]
 async fn a_retry_sent_later_is_checked_at_the_time_of_the_first() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let id = valid_id();
     let first = engine
         .handle::<Person>("person-p-5", &register("p-5", &id), &meta(5))
@@ -155,7 +155,7 @@ async fn a_retry_sent_later_is_checked_at_the_time_of_the_first() {
 #[tokio::test]
 async fn a_command_id_reused_for_another_command_is_refused() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     engine
         .handle::<Person>("person-p-6", &register("p-6", &valid_id()), &meta(6))
         .await
@@ -185,7 +185,7 @@ async fn a_command_id_reused_for_another_command_is_refused() {
 #[tokio::test]
 async fn a_command_id_is_scoped_to_its_stream() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let id = valid_id();
     let mut other = register("p-8", &id);
     if let PersonCommand::RegisterPerson(r) = &mut other {
@@ -215,7 +215,7 @@ async fn a_command_id_is_scoped_to_its_stream() {
 #[tokio::test]
 async fn concurrent_retries_of_one_command_act_once() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     engine
         .handle::<Person>("person-p-9", &register("p-9", &valid_id()), &meta(9))
         .await
@@ -240,7 +240,7 @@ async fn concurrent_retries_of_one_command_act_once() {
 #[tokio::test]
 async fn a_rejection_names_field_and_rule_and_writes_nothing() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let mut id = valid_id();
     let last = if id.ends_with('0') { "1" } else { "0" };
     id.replace_range(17..18, last);
@@ -259,7 +259,7 @@ async fn a_rejection_names_field_and_rule_and_writes_nothing() {
 #[tokio::test]
 async fn concurrent_commands_on_one_stream_are_serialised_by_expected_version() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     engine
         .handle::<Person>("person-p-4", &register("p-4", &valid_id()), &meta(4))
         .await

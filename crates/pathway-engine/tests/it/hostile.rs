@@ -35,7 +35,7 @@ fn example(aggregate: &str, kind: &str) -> Value {
 fn engine() -> (tempfile::TempDir, Engine<EmbeddedStore>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(&dir.path().join("log")).expect("open store");
-    (dir, Engine::new(store))
+    (dir, Engine::unsealed(store))
 }
 
 async fn head(engine: &Engine<EmbeddedStore>) -> u64 {

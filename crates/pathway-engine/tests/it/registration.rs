@@ -32,7 +32,7 @@ const HMAC_STREAM: &str = "idhmac-ababababababababababababababababababababababab
 #[tokio::test]
 async fn a_registration_reserves_the_id_hash_before_the_person_stream() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let handled = engine
         .register_person(&registration("p-1", &valid_id()), &meta(1))
         .await
@@ -71,7 +71,7 @@ async fn a_registration_reserves_the_id_hash_before_the_person_stream() {
 #[tokio::test]
 async fn a_second_registration_of_the_same_id_is_rejected() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let id = valid_id();
     engine
         .register_person(&registration("p-1", &id), &meta(1))
@@ -100,7 +100,7 @@ async fn a_second_registration_of_the_same_id_is_rejected() {
 #[tokio::test]
 async fn a_retried_registration_returns_the_first_result() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let cmd = registration("p-1", &valid_id());
     let first = engine.register_person(&cmd, &meta(1)).await.expect("first");
     let again = engine.register_person(&cmd, &meta(1)).await.expect("retry");
@@ -111,7 +111,7 @@ async fn a_retried_registration_returns_the_first_result() {
 #[tokio::test]
 async fn an_invalid_registration_reserves_nothing() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let mut cmd = registration("p-1", &valid_id());
     cmd.residence_region = "110101".into();
     let err = engine.register_person(&cmd, &meta(1)).await.unwrap_err();
@@ -131,7 +131,7 @@ async fn an_invalid_registration_reserves_nothing() {
 #[tokio::test]
 async fn a_reservation_left_without_its_registration_is_completed_by_the_retry() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let cmd = registration("p-1", &valid_id());
     // The first attempt reserved, then failed before registering.
     let reserve = ReserveRegistration {
@@ -159,7 +159,7 @@ async fn a_reservation_left_without_its_registration_is_completed_by_the_retry()
 #[tokio::test]
 async fn concurrent_registrations_of_one_id_register_exactly_one_person() {
     let (_dir, store) = store();
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     let id = valid_id();
     let mut tasks = Vec::new();
     for i in 0..8u128 {

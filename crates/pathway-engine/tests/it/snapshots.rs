@@ -40,7 +40,7 @@ fn id(i: u64) -> u128 {
 #[tokio::test]
 async fn a_snapshot_answers_as_a_full_load_would() {
     let (_dir, store) = store();
-    let a = Engine::new(store.clone());
+    let a = Engine::unsealed(store.clone());
     let matches = SNAPSHOT_EVENTS_MIN * 2;
     a.handle::<Cohort>(STREAM, &receive(1_000), &meta(1))
         .await
@@ -55,7 +55,7 @@ async fn a_snapshot_answers_as_a_full_load_would() {
     }
 
     // Another process appends to the stream behind this engine's back.
-    let b = Engine::new(store.clone());
+    let b = Engine::unsealed(store.clone());
     let other = matches + 1;
     b.handle::<Cohort>(STREAM, &matched(other), &meta(id(other)))
         .await
@@ -108,7 +108,7 @@ async fn a_snapshot_answers_as_a_full_load_would() {
         matches + 3,
         "receipt, the matches, the other engine's match, this one"
     );
-    let (state, version) = Engine::new(store.clone())
+    let (state, version) = Engine::unsealed(store.clone())
         .load::<Cohort>(STREAM)
         .await
         .expect("full load");

@@ -38,7 +38,7 @@ fn scenario() -> Vec<String> {
 }
 
 async fn apply_all<S: EventStore + Clone>(store: &S) {
-    let engine = Engine::new(store.clone());
+    let engine = Engine::unsealed(store.clone());
     for (n, line) in scenario().iter().enumerate() {
         let parsed = json::parse(line).unwrap_or_else(|e| panic!("line {}: {e}", n + 1));
         json::apply(&engine, &parsed)

@@ -906,7 +906,7 @@ async fn postgres_rebuild_swaps_while_an_old_reader_keeps_reading_and_keeps_gran
 async fn department_models_catch_up_and_rebuild_agree() {
     let sqlite = SqliteEnv::new();
     let pg = PgEnv::new().await;
-    let engine = pathway_engine::Engine::new(sqlite.log.clone());
+    let engine = pathway_engine::Engine::unsealed(sqlite.log.clone());
     let config = pathway_sim::SimConfig {
         persons: 40,
         seed: 7,
@@ -968,7 +968,7 @@ async fn department_models_catch_up_and_rebuild_agree() {
 async fn catch_up_many_agrees_with_catch_up_of_each_model() {
     let sqlite = SqliteEnv::new();
     let pg = PgEnv::new().await;
-    let engine = pathway_engine::Engine::new(sqlite.log.clone());
+    let engine = pathway_engine::Engine::unsealed(sqlite.log.clone());
     let simulate = |seed| pathway_sim::SimConfig {
         persons: 30,
         seed,

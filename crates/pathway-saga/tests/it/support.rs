@@ -47,7 +47,7 @@ pub(crate) struct World<S> {
 impl<S: EventStore + Clone> World<S> {
     pub(crate) fn new(store: S, start: DateTime<Utc>, id_seed: u64) -> Self {
         World {
-            engine: Engine::new(store.clone()),
+            engine: Engine::unsealed(store.clone()),
             store,
             clock: ManualClock::new(start),
             ids: 0,

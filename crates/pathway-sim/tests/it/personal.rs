@@ -11,7 +11,7 @@ use pathway_store::{EventStore, ReadFilter, RecordedEvent};
 const PERSONS: usize = 30;
 
 async fn simulate<S: EventStore + Clone>(store: S, keyring: Keyring) -> Vec<RecordedEvent> {
-    let engine = Engine::new(store.clone()).with_keyring(keyring);
+    let engine = Engine::new(store.clone(), keyring);
     let cfg = SimConfig {
         persons: PERSONS,
         seed: 5,

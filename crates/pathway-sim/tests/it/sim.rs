@@ -27,7 +27,7 @@ async fn run_on<S: EventStore + Clone>(
     seed: u64,
     concurrency: usize,
 ) -> (SimStats, u64) {
-    let engine = Engine::new(store.clone()).resending_on_outage();
+    let engine = Engine::unsealed(store.clone()).resending_on_outage();
     let cfg = SimConfig {
         persons,
         seed,
