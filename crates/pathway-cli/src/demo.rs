@@ -210,6 +210,20 @@ impl Dashboards<'_> {
             .collect())
     }
 
+    /// Rows of `model.table` with `column` true, or all rows without one:
+    /// counted by the store, so a province's registry is never read whole.
+    fn count(&self, model: &str, table: &str, column: Option<&str>) -> anyhow::Result<u64> {
+        let projection = models::by_name(model).context("model")?;
+        let table = projection
+            .tables()
+            .iter()
+            .find(|t| t.name == table)
+            .with_context(|| format!("{model}.{table}"))?;
+        let filters: Vec<(&str, Value)> =
+            column.map(|c| (c, Value::Bool(true))).into_iter().collect();
+        Ok(runtime::count(self.target, model, table, &filters)?)
+    }
+
     /// Sums integer `column` of `model.table` grouped by the text of `by`.
     fn sum_by(
         &self,
@@ -363,18 +377,11 @@ impl Dashboards<'_> {
             ],
             &four,
         );
-        let persons = self.rows("dpf", "persons")?;
-        let employed = persons
-            .iter()
-            .filter(|r| matches!(r.get("employed"), Some(Value::Bool(true))))
-            .count();
-        let phase_out = persons
-            .iter()
-            .filter(|r| matches!(r.get("in_phase_out"), Some(Value::Bool(true))))
-            .count();
+        let persons = self.count("dpf", "persons", None)?;
+        let employed = self.count("dpf", "persons", Some("employed"))?;
+        let phase_out = self.count("dpf", "persons", Some("in_phase_out"))?;
         println!(
-            "  registered persons {}, employed now {employed}, in a household phase-out {phase_out}",
-            persons.len()
+            "  registered persons {persons}, employed now {employed}, in a household phase-out {phase_out}"
         );
         let trained = first(&self.sum_by("dpf", "training", &[], "completed")?);
         let ledgers = first(&self.sum_by("dpf", "graduates", &[], "ledgers_opened")?);
@@ -390,16 +397,12 @@ impl Dashboards<'_> {
         println!(
             "Human Resources and Social Security (人社厅) — job seekers, training subsidies, placements"
         );
-        let seekers = self.rows("hrss", "job_seekers")?;
-        let referred = seekers
-            .iter()
-            .filter(|r| matches!(r.get("referred"), Some(Value::Bool(true))))
-            .count();
+        let seekers = self.count("hrss", "job_seekers", None)?;
+        let referred = self.count("hrss", "job_seekers", Some("referred"))?;
         let tuition = first(&self.sum_by("hrss", "training", &[], "tuition_fen")?);
         let living = first(&self.sum_by("hrss", "training", &[], "living_allowance_fen")?);
         println!(
-            "  job seekers registered {}, referred with consent {referred}; training subsidies paid ¥{:.2}",
-            seekers.len(),
+            "  job seekers registered {seekers}, referred with consent {referred}; training subsidies paid ¥{:.2}",
             (tuition + living) as f64 / 100.0
         );
         let forms = self.sum_by("hrss", "placements", &["employment_form"], "placed")?;
@@ -459,38 +462,23 @@ impl Dashboards<'_> {
     fn sasac(&self, policy: &pathway_domain::policy::Policy) -> anyhow::Result<()> {
         println!();
         println!("SASAC (国资委) and Organization Department (组织部) — quota and public units");
-        let quota = self.rows("sasac", "quota")?;
-        let met = quota
-            .iter()
-            .filter(|r| matches!(r.get("meets_quota"), Some(Value::Bool(true))))
-            .count();
+        let quota = self.count("sasac", "quota", None)?;
+        let met = self.count("sasac", "quota", Some("meets_quota"))?;
         println!(
-            "  quota reports {}, meeting the {:.1}% quota {met}",
-            quota.len(),
+            "  quota reports {quota}, meeting the {:.1}% quota {met}",
             f64::from(policy.quota_ratio_bp) / 100.0
         );
-        let units = self.rows("sasac", "public_units")?;
-        let applies = units
-            .iter()
-            .filter(|r| matches!(r.get("rule_applies"), Some(Value::Bool(true))))
-            .count();
-        let obligated = units
-            .iter()
-            .filter(|r| matches!(r.get("obligated"), Some(Value::Bool(true))))
-            .count();
+        let units = self.count("sasac", "public_units", None)?;
+        let applies = self.count("sasac", "public_units", Some("rule_applies"))?;
+        let obligated = self.count("sasac", "public_units", Some("obligated"))?;
         println!(
-            "  public-unit evaluations {}, covered by R-PUB-1/2 {applies}, obliged to hire at least one disabled person {obligated}",
-            units.len()
+            "  public-unit evaluations {units}, covered by R-PUB-1/2 {applies}, obliged to hire at least one disabled person {obligated}"
         );
-        let cadres = self.rows("sasac", "dpf_cadres")?;
-        let compliant = cadres
-            .iter()
-            .filter(|r| matches!(r.get("compliant"), Some(Value::Bool(true))))
-            .count();
+        let cadres = self.count("sasac", "dpf_cadres", None)?;
+        let compliant = self.count("sasac", "dpf_cadres", Some("compliant"))?;
         println!(
-            "  DPF organs with disabled cadres ≥ {:.0}%: {compliant} of {}",
-            f64::from(policy.dpf_cadre_share_min_bp) / 100.0,
-            cadres.len()
+            "  DPF organs with disabled cadres ≥ {:.0}%: {compliant} of {cadres}",
+            f64::from(policy.dpf_cadre_share_min_bp) / 100.0
         );
         Ok(())
     }

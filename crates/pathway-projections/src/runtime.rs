@@ -534,7 +534,32 @@ pub fn query(
     filters: &[(&str, Value)],
 ) -> Result<Vec<Vec<Value>>, ProjectionError> {
     let location = Location::live(target, model)?;
-    let filters: Vec<(&'static str, ColumnType, Value)> = filters
+    let filters = typed_filters(table, filters)?;
+    let table = *table;
+    off_runtime(move || location.query(&table, &filters))
+}
+
+/// How many rows of `table` in `model` [`query`] would return, counted by
+/// the database (a summary of a large table without reading it). An absent
+/// model has none.
+pub fn count(
+    target: &ReadStore,
+    model: &str,
+    table: &Table,
+    filters: &[(&str, Value)],
+) -> Result<u64, ProjectionError> {
+    let location = Location::live(target, model)?;
+    let filters = typed_filters(table, filters)?;
+    let table = *table;
+    off_runtime(move || location.count(&table, &filters))
+}
+
+/// Each filter with its column's type; an unknown column is an error.
+fn typed_filters(
+    table: &Table,
+    filters: &[(&str, Value)],
+) -> Result<Vec<(&'static str, ColumnType, Value)>, ProjectionError> {
+    filters
         .iter()
         .map(|(name, value)| {
             let column = table.columns().find(|c| c.name == *name).ok_or_else(|| {
@@ -542,9 +567,7 @@ pub fn query(
             })?;
             Ok((column.name, column.ty, value.clone()))
         })
-        .collect::<Result<_, ProjectionError>>()?;
-    let table = *table;
-    off_runtime(move || location.query(&table, &filters))
+        .collect()
 }
 
 /// The model's checkpoint: the last position applied (0 when none).
@@ -1376,6 +1399,23 @@ impl Location {
         }
     }
 
+    fn count(
+        &self,
+        table: &Table,
+        filters: &[(&'static str, ColumnType, Value)],
+    ) -> Result<u64, ProjectionError> {
+        match self {
+            Location::Sqlite { path } => match sqlite::open(path, true)? {
+                None => Ok(0),
+                Some(conn) => sqlite::count(&conn, table, filters),
+            },
+            Location::Postgres { url, schema } => {
+                let mut client = pg::connect(url)?;
+                pg::count(&mut client, schema, table, filters)
+            }
+        }
+    }
+
     /// Removes this storage (a leftover rebuild).
     fn discard(&self) -> Result<(), ProjectionError> {
         match self {
@@ -1750,6 +1790,35 @@ mod sql {
         param: &dyn Fn(usize) -> String,
     ) -> String {
         let columns: Vec<String> = table.columns().map(|c| quote(c.name)).collect();
+        format!(
+            "SELECT {} FROM {table_ref}{} ORDER BY {}",
+            columns.join(", "),
+            filter(filters, param),
+            key_list(table)
+        )
+    }
+
+    /// `SELECT count(*)` of the rows [`query`] selects.
+    pub(super) fn count(
+        table_ref: &str,
+        filters: &[(&str, bool)],
+        param: &dyn Fn(usize) -> String,
+    ) -> String {
+        format!("SELECT count(*) FROM {table_ref}{}", filter(filters, param))
+    }
+
+    /// Each filter's column and whether it matches NULL (binds no param).
+    pub(super) fn shape<'a>(
+        filters: &'a [(&'static str, super::ColumnType, super::Value)],
+    ) -> Vec<(&'a str, bool)> {
+        filters
+            .iter()
+            .map(|(n, _, v)| (*n, *v == super::Value::Null))
+            .collect()
+    }
+
+    /// The `WHERE` clause of equality filters (empty without filters).
+    fn filter(filters: &[(&str, bool)], param: &dyn Fn(usize) -> String) -> String {
         let mut conditions = Vec::new();
         let mut n = 0;
         for (name, is_null) in filters {
@@ -1760,16 +1829,11 @@ mod sql {
                 conditions.push(format!("{} = {}", quote(name), param(n)));
             }
         }
-        let filter = if conditions.is_empty() {
+        if conditions.is_empty() {
             String::new()
         } else {
             format!(" WHERE {}", conditions.join(" AND "))
-        };
-        format!(
-            "SELECT {} FROM {table_ref}{filter} ORDER BY {}",
-            columns.join(", "),
-            key_list(table)
-        )
+        }
     }
 }
 
@@ -2162,26 +2226,11 @@ mod sqlite {
         table: &Table,
         filters: &[(&'static str, ColumnType, Value)],
     ) -> Result<Vec<Vec<Value>>, ProjectionError> {
-        let exists: bool = conn
-            .query_row(
-                "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-                [table.name],
-                |r| r.get(0),
-            )
-            .map_err(error)?;
-        if !exists {
+        if !table_exists(conn, table)? {
             return Ok(Vec::new());
         }
-        let shape: Vec<(&str, bool)> = filters
-            .iter()
-            .map(|(n, _, v)| (*n, *v == Value::Null))
-            .collect();
-        let sql = sql::query(&quote(table.name), table, &shape, &param);
-        let params: Vec<SqlValue> = filters
-            .iter()
-            .filter(|(_, _, v)| *v != Value::Null)
-            .map(|(_, _, v)| to_sql(v))
-            .collect();
+        let sql = sql::query(&quote(table.name), table, &sql::shape(filters), &param);
+        let params = filter_params(filters);
         let types: Vec<ColumnType> = table.columns().map(|c| c.ty).collect();
         let mut statement = conn.prepare(&sql).map_err(error)?;
         let rows = statement
@@ -2195,6 +2244,38 @@ mod sqlite {
             .map_err(error)?;
         rows.collect::<rusqlite::Result<Vec<Vec<Value>>>>()
             .map_err(error)
+    }
+
+    pub(super) fn count(
+        conn: &Connection,
+        table: &Table,
+        filters: &[(&'static str, ColumnType, Value)],
+    ) -> Result<u64, ProjectionError> {
+        if !table_exists(conn, table)? {
+            return Ok(0);
+        }
+        let sql = sql::count(&quote(table.name), &sql::shape(filters), &param);
+        let n: i64 = conn
+            .query_row(&sql, params_from_iter(filter_params(filters)), |r| r.get(0))
+            .map_err(error)?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn table_exists(conn: &Connection, table: &Table) -> Result<bool, ProjectionError> {
+        conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table.name],
+            |r| r.get(0),
+        )
+        .map_err(error)
+    }
+
+    fn filter_params(filters: &[(&'static str, ColumnType, Value)]) -> Vec<SqlValue> {
+        filters
+            .iter()
+            .filter(|(_, _, v)| *v != Value::Null)
+            .map(|(_, _, v)| to_sql(v))
+            .collect()
     }
 
     /// Replaces the tables of `live` by those of `fresh` in one transaction.
@@ -2685,23 +2766,11 @@ mod pg {
         filters: &[(&'static str, ColumnType, Value)],
     ) -> Result<Vec<Vec<Value>>, ProjectionError> {
         let reference = table_ref(schema, table.name);
-        let exists = client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&reference])
-            .map_err(error)?
-            .get::<_, bool>(0);
-        if !exists {
+        if !relation_exists(client, &reference)? {
             return Ok(Vec::new());
         }
-        let shape: Vec<(&str, bool)> = filters
-            .iter()
-            .map(|(n, _, v)| (*n, *v == Value::Null))
-            .collect();
-        let sql = sql::query(&reference, table, &shape, &param);
-        let params: Vec<Box<dyn ToSql + Sync>> = filters
-            .iter()
-            .filter(|(_, _, v)| *v != Value::Null)
-            .map(|(_, ty, v)| to_sql(*ty, v))
-            .collect();
+        let sql = sql::query(&reference, table, &sql::shape(filters), &param);
+        let params = filter_params(filters);
         let rows = client.query(&sql, &refs(&params)).map_err(error)?;
         let types: Vec<ColumnType> = table.columns().map(|c| c.ty).collect();
         Ok(rows
@@ -2714,6 +2783,40 @@ mod pg {
                     .collect()
             })
             .collect())
+    }
+
+    pub(super) fn count(
+        client: &mut Client,
+        schema: &str,
+        table: &Table,
+        filters: &[(&'static str, ColumnType, Value)],
+    ) -> Result<u64, ProjectionError> {
+        let reference = table_ref(schema, table.name);
+        if !relation_exists(client, &reference)? {
+            return Ok(0);
+        }
+        let sql = sql::count(&reference, &sql::shape(filters), &param);
+        let params = filter_params(filters);
+        let n: i64 = client
+            .query_one(&sql, &refs(&params))
+            .map_err(error)?
+            .get(0);
+        Ok(n.max(0) as u64)
+    }
+
+    fn relation_exists(client: &mut Client, reference: &str) -> Result<bool, ProjectionError> {
+        Ok(client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&reference])
+            .map_err(error)?
+            .get::<_, bool>(0))
+    }
+
+    fn filter_params(filters: &[(&'static str, ColumnType, Value)]) -> Vec<Box<dyn ToSql + Sync>> {
+        filters
+            .iter()
+            .filter(|(_, _, v)| *v != Value::Null)
+            .map(|(_, ty, v)| to_sql(*ty, v))
+            .collect()
     }
 
     /// Grants held on `from` (schema or relation), as `GRANT` statements for

@@ -141,6 +141,32 @@ fn demo_runs_and_verifies_its_log() {
         text.contains("progress toward the target of 33000"),
         "{text}"
     );
+    // The dashboards count rows in the store; the counts are those of the
+    // rows a query returns.
+    let persons = pathway(&[
+        "query",
+        "dpf",
+        "persons",
+        "--format",
+        "json",
+        "--data-dir",
+        data.to_str().expect("utf-8 path"),
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&persons.stdout).expect("JSON");
+    let rows = json["tables"]["persons"].as_array().expect("persons rows");
+    let employed = rows.iter().filter(|r| r["employed"] == true).count();
+    assert!(
+        employed > 0 && employed < rows.len(),
+        "{employed} of {}",
+        rows.len()
+    );
+    assert!(
+        text.contains(&format!(
+            "registered persons {}, employed now {employed},",
+            rows.len()
+        )),
+        "{text}"
+    );
     // The kept store verifies again through the verify command.
     let verify = pathway(&["verify", "--data-dir", data.to_str().expect("utf-8 path")]);
     assert!(verify.status.success(), "{}", stdout(&verify));

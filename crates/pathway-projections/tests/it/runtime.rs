@@ -479,11 +479,37 @@ async fn catch_up_applies_each_event_once<S: EventStore + Clone>(log: &S, target
     )
     .unwrap();
     let (persons, _) = expected(log, head2).await;
+    let all = persons.len() as u64;
     let want: Vec<_> = persons
         .into_iter()
         .filter(|row| row[2] == Value::from(REGIONS[0]))
         .collect();
     assert_eq!(in_first_region, want);
+    // `count` counts in the database what `query` would return.
+    assert!(0 < want.len() && (want.len() as u64) < all);
+    assert_eq!(
+        runtime::count(
+            target,
+            "test_moves",
+            &PERSONS_TABLE,
+            &[("region", REGIONS[0].into())]
+        )
+        .unwrap(),
+        want.len() as u64
+    );
+    assert_eq!(
+        runtime::count(target, "test_moves", &PERSONS_TABLE, &[]).unwrap(),
+        all
+    );
+    assert!(matches!(
+        runtime::count(
+            target,
+            "test_moves",
+            &PERSONS_TABLE,
+            &[("nope", Value::Null)]
+        ),
+        Err(ProjectionError::Storage(_))
+    ));
     assert!(matches!(
         runtime::query(
             target,
