@@ -77,7 +77,23 @@ pub async fn ensure_streams(
     for d in Department::ALL {
         js.create_or_update_stream(stream_config(d, max_bytes, replicas))
             .await
-            .map_err(|e| BusError::nats("create stream", e))?;
+            .map_err(|e| {
+                let detail = e.to_string();
+                if detail.contains("insufficient storage") {
+                    // JetStream reserves each stream's max_bytes up front.
+                    BusError::nats(
+                        "create stream",
+                        format!(
+                            "{detail}; the server's JetStream storage (max_file_store) must hold \
+                             {} streams of {max_bytes} bytes each (--stream-max-bytes) times \
+                             {replicas} replica(s)",
+                            Department::ALL.len()
+                        ),
+                    )
+                } else {
+                    BusError::nats("create stream", detail)
+                }
+            })?;
     }
     Ok(())
 }

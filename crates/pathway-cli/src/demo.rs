@@ -17,7 +17,7 @@ use chrono::NaiveDate;
 use pathway_domain::{policy::PolicyTable, validate::CITIES};
 use pathway_engine::{Engine, Keyring};
 use pathway_projections::{
-    Value, models,
+    Table, Value, models,
     runtime::{self, ReadStore},
 };
 use pathway_sim::{SimConfig, SimStats};
@@ -182,28 +182,11 @@ struct Dashboards<'a> {
 
 impl Dashboards<'_> {
     /// All rows of `model.table`, committee cells suppressed as in queries.
+    /// Read whole: only for tables far smaller than the registry (cities and
+    /// years; dibao households, about a tenth of the persons).
     fn rows(&self, model: &str, table: &str) -> anyhow::Result<Vec<BTreeMap<&'static str, Value>>> {
-        self.fetch(model, table, true)
-    }
-
-    /// Rows for computing totals: exact counts (totals are not small cells).
-    fn fetch(
-        &self,
-        model: &str,
-        table: &str,
-        suppress: bool,
-    ) -> anyhow::Result<Vec<BTreeMap<&'static str, Value>>> {
-        let projection = models::by_name(model).context("model")?;
-        let table = projection
-            .tables()
-            .iter()
-            .find(|t| t.name == table)
-            .with_context(|| format!("{model}.{table}"))?;
-        let rows = if suppress {
-            read::rows(self.target, model, table, &[])?
-        } else {
-            runtime::query(self.target, model, table, &[])?
-        };
+        let table = table_of(model, table)?;
+        let rows = read::rows(self.target, model, table, &[])?;
         Ok(rows
             .into_iter()
             .map(|r| table.columns().map(|c| c.name).zip(r).collect())
@@ -213,12 +196,7 @@ impl Dashboards<'_> {
     /// Rows of `model.table` with `column` true, or all rows without one:
     /// counted by the store, so a province's registry is never read whole.
     fn count(&self, model: &str, table: &str, column: Option<&str>) -> anyhow::Result<u64> {
-        let projection = models::by_name(model).context("model")?;
-        let table = projection
-            .tables()
-            .iter()
-            .find(|t| t.name == table)
-            .with_context(|| format!("{model}.{table}"))?;
+        let table = table_of(model, table)?;
         let filters: Vec<(&str, Value)> =
             column.map(|c| (c, Value::Bool(true))).into_iter().collect();
         Ok(runtime::count(self.target, model, table, &filters)?)
@@ -232,10 +210,11 @@ impl Dashboards<'_> {
         by: &[&str],
         column: &str,
     ) -> anyhow::Result<BTreeMap<String, i64>> {
+        let table = table_of(model, table)?;
         let mut out = BTreeMap::new();
-        for r in self.fetch(model, table, false)? {
-            let key: Vec<String> = by.iter().map(|b| text(r.get(b))).collect();
-            *out.entry(key.join(" ")).or_default() += int(r.get(column));
+        for (key, sum) in runtime::sum_by(self.target, model, table, by, column)? {
+            let key: Vec<String> = key.iter().map(|v| text(Some(v))).collect();
+            *out.entry(key.join(" ")).or_default() += sum;
         }
         Ok(out)
     }
@@ -482,6 +461,16 @@ impl Dashboards<'_> {
         );
         Ok(())
     }
+}
+
+/// The definition of `model.table`.
+fn table_of(model: &str, table: &str) -> anyhow::Result<&'static Table> {
+    models::by_name(model)
+        .context("model")?
+        .tables()
+        .iter()
+        .find(|t| t.name == table)
+        .with_context(|| format!("{model}.{table}"))
 }
 
 fn text(v: Option<&Value>) -> String {

@@ -113,7 +113,9 @@ use pathway_store::limits::SUBSCRIPTION_POLL_INTERVAL_MS;
 use pathway_store::{EventStore, ReadFilter, RecordedEvent};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::model::{ColumnType, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value};
+use crate::model::{
+    Column, ColumnType, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value,
+};
 
 mod cache;
 
@@ -552,6 +554,38 @@ pub fn count(
     let filters = typed_filters(table, filters)?;
     let table = *table;
     off_runtime(move || location.count(&table, &filters))
+}
+
+/// The sums of integer `column` of `table` in `model`, one per distinct
+/// value of the `by` columns (one in all without them), ordered by those
+/// values: added up by the database, so a large table is not read. An
+/// absent model has none.
+pub fn sum_by(
+    target: &ReadStore,
+    model: &str,
+    table: &Table,
+    by: &[&str],
+    column: &str,
+) -> Result<Vec<(Vec<Value>, i64)>, ProjectionError> {
+    let location = Location::live(target, model)?;
+    let find = |name: &str| {
+        table.columns().find(|c| c.name == name).ok_or_else(|| {
+            ProjectionError::Storage(format!("table {} has no column {name:?}", table.name))
+        })
+    };
+    let by: Vec<Column> = by
+        .iter()
+        .map(|b| find(b).copied())
+        .collect::<Result<_, _>>()?;
+    let summed = find(column)?;
+    if summed.ty != ColumnType::Int {
+        return Err(ProjectionError::Storage(format!(
+            "column {column:?} of table {} is not an integer",
+            table.name
+        )));
+    }
+    let table = *table;
+    off_runtime(move || location.sum_by(&table, &by, summed.name))
 }
 
 /// Each filter with its column's type; an unknown column is an error.
@@ -1416,6 +1450,24 @@ impl Location {
         }
     }
 
+    fn sum_by(
+        &self,
+        table: &Table,
+        by: &[Column],
+        column: &str,
+    ) -> Result<Vec<(Vec<Value>, i64)>, ProjectionError> {
+        match self {
+            Location::Sqlite { path } => match sqlite::open(path, true)? {
+                None => Ok(Vec::new()),
+                Some(conn) => sqlite::sum_by(&conn, table, by, column),
+            },
+            Location::Postgres { url, schema } => {
+                let mut client = pg::connect(url)?;
+                pg::sum_by(&mut client, schema, table, by, column)
+            }
+        }
+    }
+
     /// Removes this storage (a leftover rebuild).
     fn discard(&self) -> Result<(), ProjectionError> {
         match self {
@@ -1807,6 +1859,17 @@ mod sql {
         format!("SELECT count(*) FROM {table_ref}{}", filter(filters, param))
     }
 
+    /// The `by` columns' values and the sum of `column` per group, ordered.
+    pub(super) fn sum_by(table_ref: &str, by: &[Column], column: &str) -> String {
+        let by: Vec<String> = by.iter().map(|c| quote(c.name)).collect();
+        let sum = format!("CAST(coalesce(sum({}), 0) AS BIGINT)", quote(column));
+        if by.is_empty() {
+            return format!("SELECT {sum} FROM {table_ref}");
+        }
+        let by = by.join(", ");
+        format!("SELECT {by}, {sum} FROM {table_ref} GROUP BY {by} ORDER BY {by}")
+    }
+
     /// Each filter's column and whether it matches NULL (binds no param).
     pub(super) fn shape<'a>(
         filters: &'a [(&'static str, super::ColumnType, super::Value)],
@@ -1856,7 +1919,7 @@ mod sqlite {
         SQLITE_STATEMENT_CACHE_LEN_MAX, SQLITE_WRITER_CACHE_KIB,
         SQLITE_WRITER_WAL_AUTOCHECKPOINT_PAGES, quote, sql,
     };
-    use crate::model::{ColumnType, Projection, ProjectionError, Table, Value};
+    use crate::model::{Column, ColumnType, Projection, ProjectionError, Table, Value};
 
     pub(super) fn error(e: rusqlite::Error) -> ProjectionError {
         ProjectionError::Storage(format!("sqlite: {e}"))
@@ -2259,6 +2322,31 @@ mod sqlite {
             .query_row(&sql, params_from_iter(filter_params(filters)), |r| r.get(0))
             .map_err(error)?;
         Ok(n.max(0) as u64)
+    }
+
+    pub(super) fn sum_by(
+        conn: &Connection,
+        table: &Table,
+        by: &[Column],
+        column: &str,
+    ) -> Result<Vec<(Vec<Value>, i64)>, ProjectionError> {
+        if !table_exists(conn, table)? {
+            return Ok(Vec::new());
+        }
+        let mut statement = conn
+            .prepare(&sql::sum_by(&quote(table.name), by, column))
+            .map_err(error)?;
+        let rows = statement
+            .query_map([], |row| {
+                let values = by
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| read_value(row, i, c.ty))
+                    .collect::<rusqlite::Result<Vec<Value>>>()?;
+                Ok((values, row.get::<_, i64>(by.len())?))
+            })
+            .map_err(error)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(error)
     }
 
     fn table_exists(conn: &Connection, table: &Table) -> Result<bool, ProjectionError> {
@@ -2802,6 +2890,33 @@ mod pg {
             .map_err(error)?
             .get(0);
         Ok(n.max(0) as u64)
+    }
+
+    pub(super) fn sum_by(
+        client: &mut Client,
+        schema: &str,
+        table: &Table,
+        by: &[Column],
+        column: &str,
+    ) -> Result<Vec<(Vec<Value>, i64)>, ProjectionError> {
+        let reference = table_ref(schema, table.name);
+        if !relation_exists(client, &reference)? {
+            return Ok(Vec::new());
+        }
+        let rows = client
+            .query(&sql::sum_by(&reference, by, column), &[])
+            .map_err(error)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let values = by
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| read_value(row, i, c.ty))
+                    .collect();
+                (values, row.get::<_, i64>(by.len()))
+            })
+            .collect())
     }
 
     fn relation_exists(client: &mut Client, reference: &str) -> Result<bool, ProjectionError> {

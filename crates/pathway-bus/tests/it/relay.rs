@@ -345,3 +345,36 @@ async fn a_durable_consumer_resumes_after_its_last_ack() {
         "the second reader resumes at 6"
     );
 }
+
+/// Streams larger than the server's JetStream storage are refused by NATS
+/// when created; the relay's error says which setting to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_larger_than_the_servers_storage_are_refused_with_the_settings_to_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("small.conf");
+    std::fs::write(
+        &config,
+        "port: 4222\njetstream {\n  store_dir: \"/var/lib/nats/pathway\"\n  max_file_store: 10MB\n}\n",
+    )
+    .expect("write config");
+    let nats = NatsServer::start_with_config(&config, Vec::new());
+    let js = pathway_bus::relay::relay_context(connect(&nats.url()).await);
+    let too_large = 100 * 1024 * 1024;
+    let error = pathway_bus::relay::ensure_streams(&js, too_large, 1)
+        .await
+        .expect_err("seven streams of 100 MiB do not fit 10 MB");
+    let text = error.to_string();
+    assert!(
+        text.contains("insufficient storage")
+            && text.contains(&format!(
+                "{} streams of {too_large} bytes each (--stream-max-bytes)",
+                Department::ALL.len()
+            ))
+            && text.contains("max_file_store"),
+        "{text}"
+    );
+    // Streams that fit are created.
+    pathway_bus::relay::ensure_streams(&js, 1024 * 1024, 1)
+        .await
+        .expect("seven streams of 1 MiB fit 10 MB");
+}

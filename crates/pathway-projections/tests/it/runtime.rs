@@ -480,13 +480,39 @@ async fn catch_up_applies_each_event_once<S: EventStore + Clone>(log: &S, target
     .unwrap();
     let (persons, _) = expected(log, head2).await;
     let all = persons.len() as u64;
+    // `sum_by` adds up in the database what the rows hold.
+    let mut moves_by_region: std::collections::BTreeMap<String, i64> = Default::default();
+    for row in &persons {
+        let (Value::Text(region), Value::Int(moves)) = (&row[2], &row[1]) else {
+            panic!("persons row {row:?}");
+        };
+        *moves_by_region.entry(region.clone()).or_default() += moves;
+    }
+    let summed =
+        runtime::sum_by(target, "test_moves", &PERSONS_TABLE, &["region"], "moves").unwrap();
+    assert!(summed.len() > 1, "{summed:?}");
+    assert_eq!(
+        summed,
+        moves_by_region
+            .iter()
+            .map(|(region, moves)| (vec![Value::from(region.as_str())], *moves))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        runtime::sum_by(target, "test_moves", &PERSONS_TABLE, &[], "moves").unwrap(),
+        vec![(vec![], moves_by_region.values().sum::<i64>())]
+    );
+    assert!(matches!(
+        runtime::sum_by(target, "test_moves", &PERSONS_TABLE, &[], "region"),
+        Err(ProjectionError::Storage(_))
+    ));
     let want: Vec<_> = persons
         .into_iter()
         .filter(|row| row[2] == Value::from(REGIONS[0]))
         .collect();
     assert_eq!(in_first_region, want);
     // `count` counts in the database what `query` would return.
-    assert!(0 < want.len() && (want.len() as u64) < all);
+    assert!(!want.is_empty() && (want.len() as u64) < all);
     assert_eq!(
         runtime::count(
             target,
