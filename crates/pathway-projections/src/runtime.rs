@@ -568,16 +568,11 @@ pub fn sum_by(
     column: &str,
 ) -> Result<Vec<(Vec<Value>, i64)>, ProjectionError> {
     let location = Location::live(target, model)?;
-    let find = |name: &str| {
-        table.columns().find(|c| c.name == name).ok_or_else(|| {
-            ProjectionError::Storage(format!("table {} has no column {name:?}", table.name))
-        })
-    };
     let by: Vec<Column> = by
         .iter()
-        .map(|b| find(b).copied())
+        .map(|b| column_of(table, b))
         .collect::<Result<_, _>>()?;
-    let summed = find(column)?;
+    let summed = column_of(table, column)?;
     if summed.ty != ColumnType::Int {
         return Err(ProjectionError::Storage(format!(
             "column {column:?} of table {} is not an integer",
@@ -596,12 +591,21 @@ fn typed_filters(
     filters
         .iter()
         .map(|(name, value)| {
-            let column = table.columns().find(|c| c.name == *name).ok_or_else(|| {
-                ProjectionError::Storage(format!("table {} has no column {name:?}", table.name))
-            })?;
+            let column = column_of(table, name)?;
             Ok((column.name, column.ty, value.clone()))
         })
         .collect()
+}
+
+/// The column `name` of `table`; an unknown column is an error.
+fn column_of(table: &Table, name: &str) -> Result<Column, ProjectionError> {
+    table
+        .columns()
+        .find(|c| c.name == name)
+        .copied()
+        .ok_or_else(|| {
+            ProjectionError::Storage(format!("table {} has no column {name:?}", table.name))
+        })
 }
 
 /// The model's checkpoint: the last position applied (0 when none).
