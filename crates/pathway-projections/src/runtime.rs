@@ -138,6 +138,9 @@ pub const PROJECTOR_READS_AHEAD: usize = 3;
 pub const PROJECTOR_RESYNCS_MAX: u32 = 16;
 /// Wait for a SQLite lock held by another connection.
 pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+/// Pause between attempts to switch a new SQLite model to WAL while another
+/// connection holds its lock (within [`SQLITE_BUSY_TIMEOUT_MS`]).
+pub const SQLITE_BUSY_RETRY_PAUSE_MS: u64 = 5;
 /// Page cache of a SQLite model connection that writes (KiB).
 pub const SQLITE_WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// WAL pages of a SQLite model after which a commit checkpoints them into
@@ -913,20 +916,18 @@ async fn pipeline_many<S: EventStore + Clone>(
     drop(senders);
     let mut results = Vec::with_capacity(models.len());
     for (i, done) in dones.into_iter().enumerate() {
+        // None: the writer ended without a result (it could not start).
         let written = match done {
-            Some(done) => done.await.unwrap_or_else(|_| Err(writer_gone().into())),
-            None => Err(writer_gone().into()),
+            Some(done) => done.await.ok(),
+            None => None,
         };
-        results.push(match early[i].take() {
-            Some(e) => {
-                // The writer ended with its channel; its error says why it
-                // stopped, if it failed first.
-                match written {
-                    Err(e) => Err(e),
-                    Ok(_) => Err(e),
-                }
-            }
-            None => written,
+        results.push(match (early[i].take(), written) {
+            // The writer's own failure says why it stopped, if it failed first.
+            (_, Some(Err(e))) => Err(e),
+            // Why it could not start, or why the reader let it go.
+            (Some(e), _) => Err(e),
+            (None, Some(written)) => written,
+            (None, None) => Err(writer_gone().into()),
         });
     }
     (results, read_result)
@@ -1919,8 +1920,8 @@ mod sqlite {
 
     use super::cache::{RowStore, Shape, Write, Written, shape_kinds};
     use super::{
-        CHECKPOINT_TABLE, SQLITE_BUSY_TIMEOUT_MS, SQLITE_FLUSH_ROWS_MAX,
-        SQLITE_STATEMENT_CACHE_LEN_MAX, SQLITE_WRITER_CACHE_KIB,
+        CHECKPOINT_TABLE, SQLITE_BUSY_RETRY_PAUSE_MS, SQLITE_BUSY_TIMEOUT_MS,
+        SQLITE_FLUSH_ROWS_MAX, SQLITE_STATEMENT_CACHE_LEN_MAX, SQLITE_WRITER_CACHE_KIB,
         SQLITE_WRITER_WAL_AUTOCHECKPOINT_PAGES, quote, sql,
     };
     use crate::model::{Column, ColumnType, Projection, ProjectionError, Table, Value};
@@ -1942,19 +1943,45 @@ mod sqlite {
         let with_path = |e: rusqlite::Error| {
             ProjectionError::Storage(format!("sqlite {}: {e}", path.display()))
         };
+        // The busy timeout comes first: switching a new database to WAL
+        // takes a lock that another projector opening the same model at the
+        // same moment may hold.
+        let busy = |conn: Connection| -> Result<Connection, ProjectionError> {
+            conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
+                .map_err(with_path)?;
+            Ok(conn)
+        };
         let conn = if read_only {
             if !path.exists() {
                 return Ok(None);
             }
-            Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(with_path)?
+            busy(
+                Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(with_path)?,
+            )?
         } else {
-            let conn = Connection::open(path).map_err(with_path)?;
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(with_path)?;
+            let conn = busy(Connection::open(path).map_err(with_path)?)?;
+            // Switching a new database to WAL takes an exclusive lock for
+            // which SQLite does not call the busy handler, so a projector
+            // opening the same model at that moment fails at once: retried
+            // until the busy timeout.
+            let deadline =
+                std::time::Instant::now() + Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS);
+            loop {
+                match conn.pragma_update(None, "journal_mode", "WAL") {
+                    Ok(()) => break,
+                    Err(rusqlite::Error::SqliteFailure(f, _))
+                        if f.code == rusqlite::ErrorCode::DatabaseBusy
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(SQLITE_BUSY_RETRY_PAUSE_MS));
+                    }
+                    Err(e) => return Err(with_path(e)),
+                }
+            }
             conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(with_path)?;
             // Room for a batch's pages, so a large batch does not spill
@@ -1972,8 +1999,6 @@ mod sqlite {
             .map_err(with_path)?;
             conn
         };
-        conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
-            .map_err(with_path)?;
         conn.set_prepared_statement_cache_capacity(SQLITE_STATEMENT_CACHE_LEN_MAX);
         Ok(Some(conn))
     }

@@ -1188,3 +1188,21 @@ async fn sqlite_projector_killed_mid_batch_recovers() {
     runtime::rebuild(&log, &env.target, moves()).await.unwrap();
     assert_eq!(stored(&env.target), recovered);
 }
+
+/// A projector whose model cannot be opened reports why (here: a directory
+/// stands where the model's file goes), not that its writer went away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_that_cannot_open_its_model_says_why() {
+    let env = SqliteEnv::new();
+    append_events(&env.log, 41, 20).await;
+    let model_file = env.dir.path().join("models").join("test_moves.db");
+    std::fs::create_dir_all(&model_file).expect("a directory in the model file's place");
+    let error = runtime::catch_up(&env.log, &env.target, moves())
+        .await
+        .expect_err("the model cannot be opened");
+    let text = error.to_string();
+    assert!(
+        text.contains("test_moves.db") && !text.contains("stopped unexpectedly"),
+        "{text}"
+    );
+}
