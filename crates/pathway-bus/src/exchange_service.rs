@@ -235,14 +235,11 @@ impl<S: EventStore + Clone> ExchangeService<S> {
 
     /// Creates or updates [`EXCHANGE_STREAM`].
     pub async fn ensure_stream(&self) -> Result<(), BusError> {
-        self.js
-            .create_or_update_stream(exchange_stream_config(
-                self.stream_max_bytes,
-                self.stream_replicas,
-            ))
-            .await
-            .map_err(|e| BusError::nats("create stream", e))?;
-        Ok(())
+        crate::relay::create_stream(
+            &self.js,
+            exchange_stream_config(self.stream_max_bytes, self.stream_replicas),
+        )
+        .await
     }
 
     /// Runs both directions until the task is dropped, retrying every

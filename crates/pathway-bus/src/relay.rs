@@ -75,26 +75,38 @@ pub async fn ensure_streams(
     replicas: usize,
 ) -> Result<(), BusError> {
     for d in Department::ALL {
-        js.create_or_update_stream(stream_config(d, max_bytes, replicas))
-            .await
-            .map_err(|e| {
-                let detail = e.to_string();
-                if detail.contains("insufficient storage") {
-                    // JetStream reserves each stream's max_bytes up front.
-                    BusError::nats(
-                        "create stream",
-                        format!(
-                            "{detail}; the server's JetStream storage (max_file_store) must hold \
-                             {} streams of {max_bytes} bytes each (--stream-max-bytes) times \
-                             {replicas} replica(s)",
-                            Department::ALL.len()
-                        ),
-                    )
-                } else {
-                    BusError::nats("create stream", detail)
-                }
-            })?;
+        create_stream(js, stream_config(d, max_bytes, replicas)).await?;
     }
+    Ok(())
+}
+
+/// Streams Pathway creates on a NATS server, each of `--stream-max-bytes`:
+/// one per department and the auditor's ([`ensure_streams`]), and the
+/// graduate exchange's.
+pub const PATHWAY_STREAMS: usize = Department::ALL.len() + 1;
+
+/// Creates or updates one stream. JetStream reserves a stream's `max_bytes`
+/// up front, so a refusal for lack of storage names the settings to change.
+pub(crate) async fn create_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<(), BusError> {
+    let (max_bytes, replicas) = (config.max_bytes, config.num_replicas);
+    js.create_or_update_stream(config).await.map_err(|e| {
+        let detail = e.to_string();
+        if detail.contains("insufficient storage") {
+            BusError::nats(
+                "create stream",
+                format!(
+                    "{detail}; the server's JetStream storage (max_file_store) must hold \
+                     {PATHWAY_STREAMS} streams of {max_bytes} bytes each (--stream-max-bytes) \
+                     times {replicas} replica(s)"
+                ),
+            )
+        } else {
+            BusError::nats("create stream", detail)
+        }
+    })?;
     Ok(())
 }
 

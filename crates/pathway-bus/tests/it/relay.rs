@@ -367,8 +367,8 @@ async fn streams_larger_than_the_servers_storage_are_refused_with_the_settings_t
     assert!(
         text.contains("insufficient storage")
             && text.contains(&format!(
-                "{} streams of {too_large} bytes each (--stream-max-bytes)",
-                Department::ALL.len()
+                "{} streams of {too_large} bytes each (--stream-max-bytes) times 1 replica(s)",
+                pathway_bus::relay::PATHWAY_STREAMS
             ))
             && text.contains("max_file_store"),
         "{text}"
