@@ -44,6 +44,8 @@
 //! page goes to the WAL whole, so new databases use 2 KiB pages
 //! (`PAGE_BYTES`), and the WAL grows to `WAL_BYTES_MAX` before a commit
 //! checkpoints it, so a checkpoint copies each hot page once for many commits.
+//! The writer's connection goes through `pathway_sqlite_vfs`, which writes a
+//! group's frames in a few large writes instead of two per frame.
 //!
 //! An append whose caller goes away (future dropped) may still commit; a
 //! retry with the same event ids returns the original result.
@@ -187,13 +189,26 @@ impl EmbeddedStore {
             StoreError::Unavailable(format!("create data directory {}: {e}", dir.display()))
         })?;
         let db_path = dir.join(DB_FILE_NAME);
-        let mut conn = Connection::open_with_flags(
+        // The writer's WAL frames go out in few large writes (see
+        // `pathway_sqlite_vfs`); readers use the default VFS.
+        let vfs =
+            pathway_sqlite_vfs::register().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut conn = Connection::open_with_flags_and_vfs(
             &db_path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            vfs,
         )
         .map_err(|e| sqlite_error(&db_path, "open", e))?;
+        let db_name = durable::sqlite_name(&db_path)?;
+        if !pathway_sqlite_vfs::is_open(&db_name) {
+            return Err(StoreError::Unavailable(format!(
+                "{}: the writer is not open through {}",
+                db_name.display(),
+                pathway_sqlite_vfs::VFS_NAME
+            )));
+        }
         configure_writer(&conn, &db_path)?;
         migrate(&mut conn, &db_path)?;
         check_tail(&conn, &db_path)?;

@@ -41,6 +41,7 @@ const SYNCER_THREADS: usize = 3;
 /// What writer, syncer and readers share.
 #[derive(Debug)]
 pub(super) struct Durability {
+    db_name: PathBuf,
     wal_path: PathBuf,
     /// Highest position known to be durable (fsynced).
     durable: AtomicU64,
@@ -57,7 +58,11 @@ impl Durability {
     pub(super) fn open(db_path: &Path, head_position: u64) -> Result<Arc<Self>, StoreError> {
         let mut wal = db_path.as_os_str().to_owned();
         wal.push("-wal");
+        // The database as SQLite names it, to ask the WAL-buffering VFS
+        // whether a deferred write failed.
+        let db_name = sqlite_name(db_path)?;
         let durability = Durability {
+            db_name,
             wal_path: PathBuf::from(wal),
             durable: AtomicU64::new(0),
             failed: AtomicBool::new(false),
@@ -112,12 +117,32 @@ impl Durability {
 
     /// `fdatasync` of the WAL. No WAL file means nothing is waiting in one
     /// (a checkpoint fsyncs the database file before the WAL is removed).
+    /// A WAL write the writer's VFS deferred and then could not make
+    /// (reported at the next fsync) fails it the same way.
     fn sync_wal(&self) -> io::Result<()> {
         match File::open(&self.wal_path) {
-            Ok(file) => file.sync_data(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+            Ok(file) => file.sync_data()?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
+        match pathway_sqlite_vfs::write_failed(&self.db_name) {
+            None => Ok(()),
+            Some(code) => Err(io::Error::other(format!(
+                "a WAL write failed (SQLite error {code})"
+            ))),
+        }
+    }
+}
+
+/// The database file's name as SQLite spells it: absolute, links resolved.
+pub(super) fn sqlite_name(db_path: &Path) -> Result<PathBuf, StoreError> {
+    let resolve = |path: &Path| {
+        std::fs::canonicalize(path)
+            .map_err(|e| StoreError::Unavailable(format!("resolve {}: {e}", path.display())))
+    };
+    match (db_path.parent(), db_path.file_name()) {
+        (Some(dir), Some(file)) => Ok(resolve(dir)?.join(file)),
+        _ => resolve(db_path),
     }
 }
 
