@@ -155,6 +155,75 @@ pub(crate) async fn rows<S>(
     Ok(Rows { table, rows })
 }
 
+/// Which rows [`search_rows`] finds: columns equal to values, a search
+/// (text columns, any of which starts with the text), and which page.
+#[derive(Debug, Clone)]
+pub(crate) struct Find {
+    pub(crate) filters: Vec<(&'static str, Value)>,
+    pub(crate) search: Option<(&'static [&'static str], String)>,
+    /// From 1.
+    pub(crate) page: usize,
+    pub(crate) per_page: usize,
+}
+
+/// One page (`page` from 1, `per_page` rows) of the rows of `model.table`
+/// the signed-in department may see that match `filters` (columns equal to
+/// values) and `search`, and how many match in all: selected and counted by
+/// the read store, so a large table is never read whole. The table must
+/// have a `city` column when the token is a city's.
+pub(crate) async fn search_rows<S>(
+    console: &Console<S>,
+    claims: &Claims,
+    model: &str,
+    table: &str,
+    find: Find,
+) -> Result<(u64, Rows), ConsoleError> {
+    let Find {
+        filters,
+        search,
+        page,
+        per_page,
+    } = find;
+    if !console.ctx.policy.may_read(&claims.dept, model) {
+        return Err(ConsoleError::Forbidden("forbidden.model"));
+    }
+    let table = table_of(model, table)?;
+    let mut filters = filters;
+    if let Some(city) = &claims.city {
+        if !table.columns().any(|col| col.name == "city") {
+            return Err(ConsoleError::Forbidden("forbidden.city_scope"));
+        }
+        filters.retain(|(c, _)| *c != "city");
+        filters.push(("city", Value::Text(city.clone())));
+    }
+    let target = console.ctx.read_store.clone();
+    let model_name = model.to_owned();
+    let small = PolicyTable::builtin()
+        .at(Utc::now().date_naive())
+        .small_cell_min;
+    let offset = page.saturating_sub(1).saturating_mul(per_page);
+    let (total, rows) = tokio::task::spawn_blocking(move || {
+        let search = search
+            .as_ref()
+            .map(|(columns, prefix)| runtime::Search { columns, prefix });
+        let (total, mut rows) = runtime::search_page(
+            &target,
+            &model_name,
+            &table,
+            &filters,
+            search,
+            offset,
+            per_page,
+        )?;
+        models::suppress_small_cells(&model_name, &table, &mut rows, small);
+        Ok::<_, pathway_projections::ProjectionError>((total, rows))
+    })
+    .await
+    .map_err(|e| ConsoleError::Unavailable(format!("query task: {e}")))?
+    .map_err(|e| ConsoleError::Unavailable(e.to_string()))?;
+    Ok((total, Rows { table, rows }))
+}
+
 /// The table `name` of `model`.
 pub(crate) fn table_of(model: &str, name: &str) -> Result<Table, ConsoleError> {
     let projection = models::by_name(model)

@@ -170,6 +170,8 @@ pub const PG_FLUSH_ROWS_MAX: usize = 10_000;
 /// Rows one multi-row SQLite upsert of a flush writes at most (rows left
 /// over are written 16 at a time, then one at a time).
 pub const SQLITE_FLUSH_ROWS_MAX: usize = 128;
+/// Most rows one page of [`query_page`] returns.
+pub const QUERY_PAGE_ROWS_MAX: usize = 10_000;
 
 /// Name of the checkpoint table in every model.
 const CHECKPOINT_TABLE: &str = "checkpoint";
@@ -539,9 +541,159 @@ pub fn query(
     filters: &[(&str, Value)],
 ) -> Result<Vec<Vec<Value>>, ProjectionError> {
     let location = Location::live(target, model)?;
-    let filters = typed_filters(table, filters)?;
+    let selection = Selection::equal(typed_filters(table, filters)?);
     let table = *table;
-    off_runtime(move || location.query(&table, &filters))
+    off_runtime(move || location.query(&table, &selection))
+}
+
+/// One page of a table: rows in key order, and where the next page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub rows: Vec<Vec<Value>>,
+    /// The key of the last row, when more rows follow it (pass it as
+    /// `after` for the next page); `None` on the last page.
+    pub next: Option<Vec<Value>>,
+}
+
+/// Rows of `table` in `model` that [`query`] would return, but only those
+/// whose key comes after `after` (a full key, in key column order; from the
+/// first row when `None`), at most `limit` (1 to [`QUERY_PAGE_ROWS_MAX`]).
+/// Each page is one indexed range read, however large the table.
+pub fn query_page(
+    target: &ReadStore,
+    model: &str,
+    table: &Table,
+    filters: &[(&str, Value)],
+    after: Option<&[Value]>,
+    limit: usize,
+) -> Result<Page, ProjectionError> {
+    if !(1..=QUERY_PAGE_ROWS_MAX).contains(&limit) {
+        return Err(ProjectionError::Storage(format!(
+            "page size {limit}: must be 1 to {QUERY_PAGE_ROWS_MAX}"
+        )));
+    }
+    let location = Location::live(target, model)?;
+    let selection = Selection {
+        after: match after {
+            None => Vec::new(),
+            Some(key) => typed_key(table, key)?,
+        },
+        limit: Some(limit + 1),
+        ..Selection::equal(typed_filters(table, filters)?)
+    };
+    let table = *table;
+    let mut rows = off_runtime(move || location.query(&table, &selection))?;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|row| row[..table.key.len()].to_vec())
+    } else {
+        None
+    };
+    Ok(Page { rows, next })
+}
+
+/// Rows whose text column among `columns` (any of them) starts with
+/// `prefix`: a case list's search box.
+#[derive(Debug, Clone, Copy)]
+pub struct Search<'a> {
+    pub columns: &'a [&'a str],
+    pub prefix: &'a str,
+}
+
+/// Rows of `table` in `model` matching `filters` (and `search`), in key
+/// order: how many there are, and those from `offset` on, at most `limit`
+/// (1 to [`QUERY_PAGE_ROWS_MAX`]). Counted and selected by the database, so
+/// a page of a large table costs one page of rows in memory. (A deep
+/// `offset` walks past the rows before it; for reading a whole table, use
+/// [`query_page`].)
+pub fn search_page(
+    target: &ReadStore,
+    model: &str,
+    table: &Table,
+    filters: &[(&str, Value)],
+    search: Option<Search<'_>>,
+    offset: usize,
+    limit: usize,
+) -> Result<(u64, Vec<Vec<Value>>), ProjectionError> {
+    if !(1..=QUERY_PAGE_ROWS_MAX).contains(&limit) {
+        return Err(ProjectionError::Storage(format!(
+            "page size {limit}: must be 1 to {QUERY_PAGE_ROWS_MAX}"
+        )));
+    }
+    let location = Location::live(target, model)?;
+    let search = match search {
+        None => None,
+        Some(Search { columns, prefix }) => {
+            let columns = columns
+                .iter()
+                .map(|name| match column_of(table, name)? {
+                    Column {
+                        name,
+                        ty: ColumnType::Text,
+                    } => Ok(name),
+                    _ => Err(ProjectionError::Storage(format!(
+                        "search column {}.{name} is not text",
+                        table.name
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some((columns, prefix.to_owned()))
+        }
+    };
+    let selection = Selection {
+        search,
+        limit: Some(limit),
+        offset,
+        ..Selection::equal(typed_filters(table, filters)?)
+    };
+    let table = *table;
+    off_runtime(move || {
+        let total = location.count(&table, &selection)?;
+        let rows = location.query(&table, &selection)?;
+        Ok((total, rows))
+    })
+}
+
+/// Checks that `key` is a full key of `table` (one value of the right type
+/// per key column), as [`query_page`] takes it.
+pub fn check_full_key(table: &Table, key: &[Value]) -> Result<(), ProjectionError> {
+    typed_key(table, key).map(drop)
+}
+
+/// `key` as a full key of `table`, each value checked against its column.
+fn typed_key(
+    table: &Table,
+    key: &[Value],
+) -> Result<Vec<(&'static str, ColumnType, Value)>, ProjectionError> {
+    if key.len() != table.key.len() {
+        return Err(ProjectionError::Storage(format!(
+            "a key of {} has {} values, not {}",
+            table.name,
+            table.key.len(),
+            key.len()
+        )));
+    }
+    table
+        .key
+        .iter()
+        .zip(key)
+        .map(|(column, value)| {
+            let fits = matches!(
+                (column.ty, value),
+                (ColumnType::Text, Value::Text(_))
+                    | (ColumnType::Int, Value::Int(_))
+                    | (ColumnType::Bool, Value::Bool(_))
+            );
+            if fits {
+                Ok((column.name, column.ty, value.clone()))
+            } else {
+                Err(ProjectionError::Storage(format!(
+                    "key column {}.{} ({:?}) cannot hold {value:?}",
+                    table.name, column.name, column.ty
+                )))
+            }
+        })
+        .collect()
 }
 
 /// How many rows of `table` in `model` [`query`] would return, counted by
@@ -554,9 +706,9 @@ pub fn count(
     filters: &[(&str, Value)],
 ) -> Result<u64, ProjectionError> {
     let location = Location::live(target, model)?;
-    let filters = typed_filters(table, filters)?;
+    let selection = Selection::equal(typed_filters(table, filters)?);
     let table = *table;
-    off_runtime(move || location.count(&table, &filters))
+    off_runtime(move || location.count(&table, &selection))
 }
 
 /// The sums of integer `column` of `table` in `model`, one per distinct
@@ -598,6 +750,45 @@ fn typed_filters(
             Ok((column.name, column.ty, value.clone()))
         })
         .collect()
+}
+
+/// Which rows of a table a query reads: equality filters (`IS NULL` for
+/// `Value::Null`), optionally a prefix search over text columns, keys after
+/// `after` (a full key; empty: from the first), and `offset` and `limit`
+/// in key order.
+#[derive(Debug, Clone, Default)]
+struct Selection {
+    filters: Vec<(&'static str, ColumnType, Value)>,
+    search: Option<(Vec<&'static str>, String)>,
+    after: Vec<(&'static str, ColumnType, Value)>,
+    offset: usize,
+    limit: Option<usize>,
+}
+
+impl Selection {
+    /// Every row matching `filters`.
+    fn equal(filters: Vec<(&'static str, ColumnType, Value)>) -> Self {
+        Selection {
+            filters,
+            ..Selection::default()
+        }
+    }
+
+    /// The values the SQL's params bind, in order: the filters' (but
+    /// NULLs), the search prefix, the key after which rows start.
+    fn params(&self) -> Vec<(ColumnType, Value)> {
+        let mut params: Vec<(ColumnType, Value)> = self
+            .filters
+            .iter()
+            .filter(|(_, _, v)| *v != Value::Null)
+            .map(|(_, ty, v)| (*ty, v.clone()))
+            .collect();
+        if let Some((_, prefix)) = &self.search {
+            params.push((ColumnType::Text, Value::Text(prefix.clone())));
+        }
+        params.extend(self.after.iter().map(|(_, ty, v)| (*ty, v.clone())));
+        params
+    }
 }
 
 /// The column `name` of `table`; an unknown column is an error.
@@ -1421,36 +1612,34 @@ impl Location {
         }
     }
 
+    /// The selected rows, in key order.
     fn query(
         &self,
         table: &Table,
-        filters: &[(&'static str, ColumnType, Value)],
+        selection: &Selection,
     ) -> Result<Vec<Vec<Value>>, ProjectionError> {
         match self {
             Location::Sqlite { path } => match sqlite::open(path, true)? {
                 None => Ok(Vec::new()),
-                Some(conn) => sqlite::query(&conn, table, filters),
+                Some(conn) => sqlite::query(&conn, table, selection),
             },
             Location::Postgres { url, schema } => {
                 let mut client = pg::connect(url)?;
-                pg::query(&mut client, schema, table, filters)
+                pg::query(&mut client, schema, table, selection)
             }
         }
     }
 
-    fn count(
-        &self,
-        table: &Table,
-        filters: &[(&'static str, ColumnType, Value)],
-    ) -> Result<u64, ProjectionError> {
+    /// How many rows the selection matches (`offset` and `limit` aside).
+    fn count(&self, table: &Table, selection: &Selection) -> Result<u64, ProjectionError> {
         match self {
             Location::Sqlite { path } => match sqlite::open(path, true)? {
                 None => Ok(0),
-                Some(conn) => sqlite::count(&conn, table, filters),
+                Some(conn) => sqlite::count(&conn, table, selection),
             },
             Location::Postgres { url, schema } => {
                 let mut client = pg::connect(url)?;
-                pg::count(&mut client, schema, table, filters)
+                pg::count(&mut client, schema, table, selection)
             }
         }
     }
@@ -1838,30 +2027,83 @@ mod sql {
         format!("DELETE FROM {table_ref} WHERE {}", key_match(table, param))
     }
 
-    /// `SELECT` every column with equality filters (`IS NULL` for `None`
-    /// params), ordered by key. Returns the SQL and which filters bind a param.
+    /// `SELECT` every column of the rows `selection` picks, ordered by key,
+    /// params bound in the order of [`super::Selection::params`].
     pub(super) fn query(
         table_ref: &str,
         table: &Table,
-        filters: &[(&str, bool)],
+        selection: &super::Selection,
         param: &dyn Fn(usize) -> String,
     ) -> String {
         let columns: Vec<String> = table.columns().map(|c| quote(c.name)).collect();
-        format!(
+        let mut sql = format!(
             "SELECT {} FROM {table_ref}{} ORDER BY {}",
             columns.join(", "),
-            filter(filters, param),
+            selected(table, selection, param),
             key_list(table)
+        );
+        if let Some(limit) = selection.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        if selection.offset > 0 {
+            sql.push_str(&format!(" OFFSET {}", selection.offset));
+        }
+        sql
+    }
+
+    /// `SELECT count(*)` of the rows [`query`] selects (`offset` and `limit`
+    /// aside).
+    pub(super) fn count(
+        table_ref: &str,
+        table: &Table,
+        selection: &super::Selection,
+        param: &dyn Fn(usize) -> String,
+    ) -> String {
+        format!(
+            "SELECT count(*) FROM {table_ref}{}",
+            selected(table, selection, param)
         )
     }
 
-    /// `SELECT count(*)` of the rows [`query`] selects.
-    pub(super) fn count(
-        table_ref: &str,
-        filters: &[(&str, bool)],
+    /// The `WHERE` clause of a selection (empty when it selects every row):
+    /// equality filters, then a prefix search (`substr` of each column, one
+    /// param for the prefix), then keys after a row-value bound (one range
+    /// of the key index).
+    fn selected(
+        table: &Table,
+        selection: &super::Selection,
         param: &dyn Fn(usize) -> String,
     ) -> String {
-        format!("SELECT count(*) FROM {table_ref}{}", filter(filters, param))
+        let mut conditions = Vec::new();
+        let mut n = 0;
+        for (name, _, value) in &selection.filters {
+            if *value == super::Value::Null {
+                conditions.push(format!("{} IS NULL", quote(name)));
+            } else {
+                n += 1;
+                conditions.push(format!("{} = {}", quote(name), param(n)));
+            }
+        }
+        if let Some((columns, prefix)) = &selection.search {
+            n += 1;
+            let chars = prefix.chars().count();
+            let any: Vec<String> = columns
+                .iter()
+                .map(|c| format!("substr({}, 1, {chars}) = {}", quote(c), param(n)))
+                .collect();
+            conditions.push(format!("({})", any.join(" OR ")));
+        }
+        if !selection.after.is_empty() {
+            let bound: Vec<String> = (0..selection.after.len())
+                .map(|i| param(n + 1 + i))
+                .collect();
+            conditions.push(format!("({}) > ({})", key_list(table), bound.join(", ")));
+        }
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        }
     }
 
     /// The `by` columns' values and the sum of `column` per group, ordered.
@@ -1873,35 +2115,6 @@ mod sql {
         }
         let by = by.join(", ");
         format!("SELECT {by}, {sum} FROM {table_ref} GROUP BY {by} ORDER BY {by}")
-    }
-
-    /// Each filter's column and whether it matches NULL (binds no param).
-    pub(super) fn shape<'a>(
-        filters: &'a [(&'static str, super::ColumnType, super::Value)],
-    ) -> Vec<(&'a str, bool)> {
-        filters
-            .iter()
-            .map(|(n, _, v)| (*n, *v == super::Value::Null))
-            .collect()
-    }
-
-    /// The `WHERE` clause of equality filters (empty without filters).
-    fn filter(filters: &[(&str, bool)], param: &dyn Fn(usize) -> String) -> String {
-        let mut conditions = Vec::new();
-        let mut n = 0;
-        for (name, is_null) in filters {
-            if *is_null {
-                conditions.push(format!("{} IS NULL", quote(name)));
-            } else {
-                n += 1;
-                conditions.push(format!("{} = {}", quote(name), param(n)));
-            }
-        }
-        if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        }
     }
 }
 
@@ -2316,13 +2529,13 @@ mod sqlite {
     pub(super) fn query(
         conn: &Connection,
         table: &Table,
-        filters: &[(&'static str, ColumnType, Value)],
+        selection: &super::Selection,
     ) -> Result<Vec<Vec<Value>>, ProjectionError> {
         if !table_exists(conn, table)? {
             return Ok(Vec::new());
         }
-        let sql = sql::query(&quote(table.name), table, &sql::shape(filters), &param);
-        let params = filter_params(filters);
+        let sql = sql::query(&quote(table.name), table, selection, &param);
+        let params = selection_params(selection);
         let types: Vec<ColumnType> = table.columns().map(|c| c.ty).collect();
         let mut statement = conn.prepare(&sql).map_err(error)?;
         let rows = statement
@@ -2341,14 +2554,16 @@ mod sqlite {
     pub(super) fn count(
         conn: &Connection,
         table: &Table,
-        filters: &[(&'static str, ColumnType, Value)],
+        selection: &super::Selection,
     ) -> Result<u64, ProjectionError> {
         if !table_exists(conn, table)? {
             return Ok(0);
         }
-        let sql = sql::count(&quote(table.name), &sql::shape(filters), &param);
+        let sql = sql::count(&quote(table.name), table, selection, &param);
         let n: i64 = conn
-            .query_row(&sql, params_from_iter(filter_params(filters)), |r| r.get(0))
+            .query_row(&sql, params_from_iter(selection_params(selection)), |r| {
+                r.get(0)
+            })
             .map_err(error)?;
         Ok(n.max(0) as u64)
     }
@@ -2387,12 +2602,8 @@ mod sqlite {
         .map_err(error)
     }
 
-    fn filter_params(filters: &[(&'static str, ColumnType, Value)]) -> Vec<SqlValue> {
-        filters
-            .iter()
-            .filter(|(_, _, v)| *v != Value::Null)
-            .map(|(_, _, v)| to_sql(v))
-            .collect()
+    fn selection_params(selection: &super::Selection) -> Vec<SqlValue> {
+        selection.params().iter().map(|(_, v)| to_sql(v)).collect()
     }
 
     /// Replaces the tables of `live` by those of `fresh` in one transaction.
@@ -2880,14 +3091,14 @@ mod pg {
         client: &mut Client,
         schema: &str,
         table: &Table,
-        filters: &[(&'static str, ColumnType, Value)],
+        selection: &super::Selection,
     ) -> Result<Vec<Vec<Value>>, ProjectionError> {
         let reference = table_ref(schema, table.name);
         if !relation_exists(client, &reference)? {
             return Ok(Vec::new());
         }
-        let sql = sql::query(&reference, table, &sql::shape(filters), &param);
-        let params = filter_params(filters);
+        let sql = sql::query(&reference, table, selection, &param);
+        let params = selection_params(selection);
         let rows = client.query(&sql, &refs(&params)).map_err(error)?;
         let types: Vec<ColumnType> = table.columns().map(|c| c.ty).collect();
         Ok(rows
@@ -2906,14 +3117,14 @@ mod pg {
         client: &mut Client,
         schema: &str,
         table: &Table,
-        filters: &[(&'static str, ColumnType, Value)],
+        selection: &super::Selection,
     ) -> Result<u64, ProjectionError> {
         let reference = table_ref(schema, table.name);
         if !relation_exists(client, &reference)? {
             return Ok(0);
         }
-        let sql = sql::count(&reference, &sql::shape(filters), &param);
-        let params = filter_params(filters);
+        let sql = sql::count(&reference, table, selection, &param);
+        let params = selection_params(selection);
         let n: i64 = client
             .query_one(&sql, &refs(&params))
             .map_err(error)?
@@ -2955,11 +3166,11 @@ mod pg {
             .get::<_, bool>(0))
     }
 
-    fn filter_params(filters: &[(&'static str, ColumnType, Value)]) -> Vec<Box<dyn ToSql + Sync>> {
-        filters
+    fn selection_params(selection: &super::Selection) -> Vec<Box<dyn ToSql + Sync>> {
+        selection
+            .params()
             .iter()
-            .filter(|(_, _, v)| *v != Value::Null)
-            .map(|(_, ty, v)| to_sql(*ty, v))
+            .map(|(ty, v)| to_sql(*ty, v))
             .collect()
     }
 

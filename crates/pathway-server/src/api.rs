@@ -754,11 +754,61 @@ pub struct Rows {
     pub model: String,
     pub table: String,
     pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Where the next page starts (pass it back as `after`); `None` on the
+    /// last page.
+    pub next: Option<String>,
 }
 
-/// Rows of `model.table_name`, filtered by `city` and `year`: the policy
-/// must grant the model, a city token reads only its city, and rows about
-/// persons need a purpose and are recorded as read before they are returned.
+/// Rows per page of a read-model query when the caller names no limit.
+pub const QUERY_PAGE_ROWS_DEFAULT: usize = 1_000;
+
+/// Which page of a read-model query: after the cursor a previous page
+/// returned as `next` (from the first row without one), at most `limit`
+/// rows (default [`QUERY_PAGE_ROWS_DEFAULT`], at most
+/// [`runtime::QUERY_PAGE_ROWS_MAX`]).
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: Option<u64>,
+}
+
+/// The cursor of a page that ends at `key`: its values as a JSON array,
+/// base64url-encoded (opaque to clients).
+fn encode_cursor(key: &[Value]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!(key).to_string())
+}
+
+/// The key a cursor from [`encode_cursor`] holds, checked against `table`.
+fn decode_cursor(table: &Table, cursor: &str) -> Result<Vec<Value>, ApiError> {
+    use base64::Engine as _;
+    let bad =
+        |why: &str| ApiError::invalid("after", "a `next` cursor from a page of this table", why);
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| bad("is not base64url"))?;
+    let values: Vec<serde_json::Value> =
+        serde_json::from_slice(&bytes).map_err(|_| bad("is not a cursor"))?;
+    let key = values
+        .into_iter()
+        .map(|v| match v {
+            serde_json::Value::Bool(b) => Ok(Value::Bool(b)),
+            serde_json::Value::String(t) => Ok(Value::Text(t)),
+            serde_json::Value::Number(n) => n.as_i64().map(Value::Int).ok_or(()),
+            _ => Err(()),
+        })
+        .collect::<Result<Vec<Value>, ()>>()
+        .map_err(|()| bad("is not a cursor"))?;
+    runtime::check_full_key(table, &key).map_err(|_| bad("does not fit this table's key"))?;
+    Ok(key)
+}
+
+/// Rows of `model.table_name`, filtered by `city` and `year`, one page at a
+/// time in key order: the policy must grant the model, a city token reads
+/// only its city, and rows about persons need a purpose and are recorded as
+/// read before they are returned. (A table limited to a city through its
+/// `region` column is filtered after the page is read, so such a page may
+/// hold fewer rows than the limit; `next` still says whether more follow.)
 pub async fn query<S: EventStore + Clone>(
     st: &AppState<S>,
     caller: &Caller,
@@ -766,6 +816,7 @@ pub async fn query<S: EventStore + Clone>(
     table_name: &str,
     city: Option<String>,
     year: Option<i32>,
+    page: PageRequest,
 ) -> Result<Rows, ApiError> {
     let claims = &caller.claims;
     let projection = models::by_name(model)
@@ -817,17 +868,35 @@ pub async fn query<S: EventStore + Clone>(
         }
         filters.push(("year", Value::Int(year.into())));
     }
+    let limit = match page.limit {
+        None => QUERY_PAGE_ROWS_DEFAULT,
+        Some(n) if (1..=runtime::QUERY_PAGE_ROWS_MAX as u64).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ApiError::invalid(
+                "limit",
+                &format!("1 to {}", runtime::QUERY_PAGE_ROWS_MAX),
+                &format!("is {n}"),
+            ));
+        }
+    };
+    let after = page
+        .after
+        .as_deref()
+        .map(|cursor| decode_cursor(&table, cursor))
+        .transpose()?;
     let personal = policy::personal_subject(&table);
     let purpose = match personal {
         Some(_) => Some(caller.require_purpose(&format!("table {model}.{table_name}"))?),
         None => None,
     };
-    let rows = {
+    let runtime::Page { rows, next } = {
         let (target, model) = (st.read_store.clone(), model.to_owned());
-        tokio::task::spawn_blocking(move || suppressed_rows(&target, &model, &table, &filters))
-            .await
-            .map_err(|e| ApiError::internal(format!("query task: {e}")))?
-            .map_err(|e| ApiError::unavailable(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            suppressed_page(&target, &model, &table, &filters, after.as_deref(), limit)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("query task: {e}")))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
     };
     let region_at = table.columns().position(|c| c.name == "region");
     let rows: Vec<&Vec<Value>> = rows
@@ -880,6 +949,7 @@ pub async fn query<S: EventStore + Clone>(
         model: model.to_owned(),
         table: table_name.to_owned(),
         rows,
+        next: next.as_deref().map(encode_cursor),
     })
 }
 
@@ -887,9 +957,11 @@ pub async fn query<S: EventStore + Clone>(
 struct RowsQuery {
     city: Option<String>,
     year: Option<i32>,
+    after: Option<String>,
+    limit: Option<u64>,
 }
 
-/// `GET /v1/models/{model}/{table}?city=&year=`.
+/// `GET /v1/models/{model}/{table}?city=&year=&after=&limit=`.
 async fn get_rows<S: EventStore + Clone>(
     State(st): State<Shared<S>>,
     axum::Extension(claims): axum::Extension<Claims>,
@@ -899,11 +971,18 @@ async fn get_rows<S: EventStore + Clone>(
 ) -> Result<Response, ApiError> {
     let Query(q) = query_string.map_err(|e| ApiError::malformed(e.body_text()))?;
     let caller = Caller::new(claims, &headers, Channel::Http)?;
-    let rows = query(&st, &caller, &model, &table_name, q.city, q.year).await?;
-    Ok(
-        Json(json!({ "model": rows.model, "table": rows.table, "rows": rows.rows }))
-            .into_response(),
-    )
+    let page = PageRequest {
+        after: q.after,
+        limit: q.limit,
+    };
+    let rows = query(&st, &caller, &model, &table_name, q.city, q.year, page).await?;
+    Ok(Json(json!({
+        "model": rows.model,
+        "table": rows.table,
+        "rows": rows.rows,
+        "next": rows.next,
+    }))
+    .into_response())
 }
 
 // ---------------------------------------------------------------------------
@@ -1278,20 +1357,23 @@ async fn get_history<S: EventStore + Clone>(
     .into_response())
 }
 
-/// Rows with the committee's small cells (persons counts below the policy's
-/// minimum, above zero) replaced by `"<N"`, as `pathway query` shows them.
-fn suppressed_rows(
+/// One page of rows, with the committee's small cells (persons counts below
+/// the policy's minimum, above zero) replaced by `"<N"`, as `pathway query`
+/// shows them.
+fn suppressed_page(
     target: &ReadStore,
     model: &str,
     table: &Table,
     filters: &[(&str, Value)],
-) -> Result<Vec<Vec<Value>>, pathway_projections::ProjectionError> {
+    after: Option<&[Value]>,
+    limit: usize,
+) -> Result<runtime::Page, pathway_projections::ProjectionError> {
     let small = PolicyTable::builtin()
         .at(Utc::now().date_naive())
         .small_cell_min;
-    let mut rows = runtime::query(target, model, table, filters)?;
-    models::suppress_small_cells(model, table, &mut rows, small);
-    Ok(rows)
+    let mut page = runtime::query_page(target, model, table, filters, after, limit)?;
+    models::suppress_small_cells(model, table, &mut page.rows, small);
+    Ok(page)
 }
 
 // ---------------------------------------------------------------------------

@@ -296,13 +296,23 @@ impl<S: EventStore + Clone> api_pb::pathway_server::Pathway for GrpcApi<S> {
         let q = request.into_inner();
         let rows = self
             .timed(api::query(
-                &self.st, &caller, &q.model, &q.table, q.city, q.year,
+                &self.st,
+                &caller,
+                &q.model,
+                &q.table,
+                q.city,
+                q.year,
+                api::PageRequest {
+                    after: Some(q.after).filter(|a| !a.is_empty()),
+                    limit: q.limit.map(u64::from),
+                },
             ))
             .await?;
         Ok(Response::new(api_pb::QueryModelResponse {
             model: rows.model,
             table: rows.table,
             rows: rows.rows.iter().map(to_struct).collect(),
+            next: rows.next.unwrap_or_default(),
         }))
     }
 

@@ -12,7 +12,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/commands` | one JSON command envelope (docs/commands.md), or an array of them (a batch) |
-//! | `GET /v1/models/{model}/{table}?city=&year=` | rows of a read model the caller may read |
+//! | `GET /v1/models/{model}/{table}?city=&year=&after=&limit=` | rows of a read model the caller may read, a page at a time in key order (`limit` 1–10,000, default 1,000; `next` is the `after` of the following page, `null` on the last) |
 //! | `POST /pathway.api.v1.Pathway/*` | the same API over gRPC, on the same port ([`grpc`]) |
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | the log answers, every read model is within the lag bound and no worker failed |

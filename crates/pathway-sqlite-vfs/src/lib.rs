@@ -439,27 +439,6 @@ unsafe extern "C" fn shim_close(file: *mut ffi::sqlite3_file) -> c_int {
     rc
 }
 
-unsafe extern "C" fn shim_read(
-    file: *mut ffi::sqlite3_file,
-    out: *mut c_void,
-    amount: c_int,
-    offset: ffi::sqlite3_int64,
-) -> c_int {
-    // SAFETY: an open shim file.
-    let this = unsafe { shim(file) };
-    // SAFETY: as above.
-    let rc = unsafe { settle(this) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    // SAFETY: forwarding SQLite's own arguments to the real file.
-    unsafe {
-        real_method(this.real, |m| m.xRead).map_or(ffi::SQLITE_IOERR_READ, |read| {
-            read(this.real, out, amount, offset)
-        })
-    }
-}
-
 unsafe extern "C" fn shim_write(
     file: *mut ffi::sqlite3_file,
     data: *const c_void,
@@ -553,6 +532,7 @@ macro_rules! forwarded {
     };
 }
 
+settled!(shim_read, xRead, ffi::SQLITE_IOERR_READ, (out: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64));
 settled!(shim_truncate, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, (size: ffi::sqlite3_int64));
 settled!(shim_sync, xSync, ffi::SQLITE_IOERR_FSYNC, (flags: c_int));
 settled!(shim_file_size, xFileSize, ffi::SQLITE_IOERR_FSTAT, (size: *mut ffi::sqlite3_int64));

@@ -49,11 +49,9 @@ pub(crate) async fn list<S: EventStore + Clone + Send + Sync + 'static>(
     respond(&console, &req, "cases.title", "/cases", rendered)
 }
 
-fn matches(row: &Row<'_>, q: &str) -> bool {
-    let q = q.to_ascii_lowercase();
-    row.text("person_ref").to_ascii_lowercase().starts_with(&q)
-        || row.text("county").starts_with(&q)
-}
+/// The columns the search box matches the start of (PersonRefs are
+/// lowercase).
+const SEARCH_COLUMNS: &[&str] = &["person_ref", "county"];
 
 async fn render_list<S>(
     console: &Console<S>,
@@ -79,25 +77,40 @@ async fn render_list<S>(
     if let Some(city) = &city_filter {
         filters.push(("city", Value::Text(city.clone())));
     }
-    let persons = data::rows(console, claims, MODEL, "persons", filters).await?;
-    let found: Vec<Row<'_>> = persons
-        .iter()
-        .filter(|r| q.as_deref().is_none_or(|q| matches(r, q)))
-        .filter(|r| match employed {
-            Some("yes") => r.flag("employed"),
-            Some("no") => !r.flag("employed"),
-            _ => true,
-        })
-        .filter(|r| !phase_out || r.flag("in_phase_out"))
-        .collect();
+    match employed {
+        Some("yes") => filters.push(("employed", Value::Bool(true))),
+        Some("no") => filters.push(("employed", Value::Bool(false))),
+        _ => {}
+    }
+    if phase_out {
+        filters.push(("in_phase_out", Value::Bool(true)));
+    }
+    let search = q
+        .as_deref()
+        .filter(|q| !q.is_empty())
+        .map(|q| (SEARCH_COLUMNS, q.to_ascii_lowercase()));
     let per_page = console.ctx.options.page_rows.max(1);
-    let pages = found.len().div_ceil(per_page).max(1);
-    let page: usize = req
+    let asked: usize = req
         .param("page")
         .and_then(|p| p.parse().ok())
         .unwrap_or(1)
-        .clamp(1, pages);
-    let shown = found.iter().skip((page - 1) * per_page).take(per_page);
+        .max(1);
+    let mut find = data::Find {
+        filters,
+        search,
+        page: asked,
+        per_page,
+    };
+    let (mut found, mut persons) =
+        data::search_rows(console, claims, MODEL, "persons", find.clone()).await?;
+    let pages = (found as usize).div_ceil(per_page).max(1);
+    let page = asked.min(pages);
+    if page != asked {
+        // Past the last page: show the last one.
+        find.page = page;
+        (found, persons) = data::search_rows(console, claims, MODEL, "persons", find).await?;
+    }
+    let shown: Vec<Row<'_>> = persons.iter().collect();
     let scope = match &city_filter {
         Some(c) => l.label("city", c),
         None => l.t("cases.all_cities"),
@@ -148,8 +161,8 @@ async fn render_list<S>(
             input type="hidden" name="lang" value=(l.code());
             button type="submit" { (l.t("cases.search_submit")) }
         }
-        p role="status" { (l.tf("cases.found", &[("count", &l.number(found.len() as i64))])) }
-        @if !found.is_empty() {
+        p role="status" { (l.tf("cases.found", &[("count", &l.number(found as i64))])) }
+        @if !persons.rows.is_empty() {
             (layout::scroll_table(&l.t("cases.table_caption"), &[
                 l.t("cases.col_person"),
                 l.t("common.city"),
@@ -161,7 +174,7 @@ async fn render_list<S>(
                 l.t("cases.col_employed"),
                 l.t("cases.col_phase_out"),
             ], html! {
-                @for r in shown {
+                @for r in &shown {
                     tr {
                         th scope="row" {
                             a href={ (base) "/cases/" (r.text("person_ref")) } {

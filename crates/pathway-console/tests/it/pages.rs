@@ -226,6 +226,70 @@ async fn pages_show_what_each_department_may_see() {
     )
     .await;
     assert_eq!(other_case.status, StatusCode::OK);
+    // Filters and the search are counted by the read store, as the rows say.
+    let county_at = pathway_projections::models::by_name("dpf")
+        .expect("dpf")
+        .tables()
+        .iter()
+        .find(|t| t.name == "persons")
+        .expect("persons")
+        .columns()
+        .position(|c| c.name == "county")
+        .expect("county");
+    let in_qiqihar_counties = persons
+        .iter()
+        .filter(|r| text(&r[county_at]).starts_with("2302"))
+        .count();
+    for (query, want) in [
+        (
+            "employed=yes",
+            p.rows("dpf", "persons", &[("employed", Value::Bool(true))])
+                .len(),
+        ),
+        (
+            "employed=no",
+            p.rows("dpf", "persons", &[("employed", Value::Bool(false))])
+                .len(),
+        ),
+        (
+            "phase_out=yes",
+            p.rows("dpf", "persons", &[("in_phase_out", Value::Bool(true))])
+                .len(),
+        ),
+        (
+            "city=230200&employed=yes",
+            p.rows(
+                "dpf",
+                "persons",
+                &[
+                    ("city", Value::from("230200")),
+                    ("employed", Value::Bool(true)),
+                ],
+            )
+            .len(),
+        ),
+        ("q=2302", in_qiqihar_counties),
+    ] {
+        assert!(want > 0, "{query}: no rows to count");
+        let page = get(
+            &app,
+            &format!("/console/cases?{query}"),
+            Some(&province_dpf),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::OK, "{query}");
+        assert!(
+            page.body.contains(&format!("共找到 {} 人", n(want as i64))),
+            "{query}: {want} expected"
+        );
+    }
+    // A page past the last shows the last one.
+    let last = get(&app, "/console/cases?page=1000000", Some(&province_dpf)).await;
+    assert_eq!(last.status, StatusCode::OK);
+    assert!(
+        last.body.contains("/console/cases/"),
+        "rows on the last page"
+    );
 
     // --- Civil Affairs' calendar, against the households table.
     let civil = sign_in(&app, &token("civil_affairs", None)).await;

@@ -549,6 +549,57 @@ async fn catch_up_applies_each_event_once<S: EventStore + Clone>(log: &S, target
         runtime::read_checkpoint(target, "../x"),
         Err(ProjectionError::UnknownModel(_))
     ));
+    // `query_page` returns what `query` does, a page at a time, for a
+    // one-column key with a filter and a two-column key without.
+    for (table, filters, size) in [
+        (&PERSONS_TABLE, vec![("region", Value::from(REGIONS[0]))], 2),
+        (&REGIONS_TABLE, vec![], 3),
+    ] {
+        let all = runtime::query(target, "test_moves", table, &filters).unwrap();
+        assert!(all.len() > size, "{} has {} rows", table.name, all.len());
+        let (mut paged, mut after, mut pages) = (Vec::new(), None::<Vec<Value>>, 0);
+        loop {
+            let page = runtime::query_page(
+                target,
+                "test_moves",
+                table,
+                &filters,
+                after.as_deref(),
+                size,
+            )
+            .unwrap();
+            assert!(page.rows.len() <= size);
+            pages += 1;
+            paged.extend(page.rows);
+            match page.next {
+                Some(key) => after = Some(key),
+                None => break,
+            }
+        }
+        assert_eq!(paged, all, "{} paged by {size}", table.name);
+        assert_eq!(pages, all.len().div_ceil(size), "{}", table.name);
+    }
+    for (after, limit) in [
+        (Some(vec![Value::Int(1)]), 10),
+        (Some(vec![Value::from("a"), Value::from("b")]), 10),
+        (None, 0),
+        (None, runtime::QUERY_PAGE_ROWS_MAX + 1),
+    ] {
+        assert!(
+            matches!(
+                runtime::query_page(
+                    target,
+                    "test_moves",
+                    &PERSONS_TABLE,
+                    &[],
+                    after.as_deref(),
+                    limit
+                ),
+                Err(ProjectionError::Storage(_))
+            ),
+            "after {after:?}, limit {limit}"
+        );
+    }
 }
 
 async fn failure_before_checkpoint_rolls_back_the_batch<S: EventStore + Clone>(

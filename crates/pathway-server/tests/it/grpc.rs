@@ -37,6 +37,8 @@ fn query(model: &str, table: &str, city: Option<&str>) -> QueryModelRequest {
         table: table.to_owned(),
         city: city.map(str::to_owned),
         year: None,
+        after: String::new(),
+        limit: None,
     }
 }
 
@@ -146,6 +148,102 @@ async fn commands_and_queries_over_grpc_share_the_http_handlers() {
         .expect("counts")
         .into_inner();
     assert_eq!(rows.rows.len(), 1, "{rows:?}");
+}
+
+#[tokio::test]
+async fn a_table_is_read_a_page_at_a_time_on_both_transports() {
+    let app = spawn_pg(|_, _| {}).await;
+    let mut client = app.grpc().await;
+    let dpf = token("dpf", None);
+    let mut persons: Vec<String> = Vec::new();
+    for serial in 40..45 {
+        let person = Uuid::new_v4();
+        let envelope = register(Uuid::new_v4(), person, "dpf", NANGANG, NANGANG, serial);
+        let (status, body) = app.post(&dpf, &envelope).await;
+        assert_eq!(status, 200, "{body}");
+        persons.push(person.to_string());
+    }
+    persons.sort();
+    app.wait_ready().await;
+
+    // HTTP: pages of 2 in key order, `next` until the last page.
+    let (mut seen, mut pages, mut after) = (Vec::new(), 0, None::<String>);
+    loop {
+        let path = match &after {
+            None => "/v1/models/dpf/persons?limit=2".to_owned(),
+            Some(cursor) => format!("/v1/models/dpf/persons?limit=2&after={cursor}"),
+        };
+        let (status, body) = app.get(&dpf, &path).await;
+        assert_eq!(status, 200, "{body}");
+        let rows = body["rows"].as_array().expect("rows");
+        assert!(rows.len() <= 2, "{body}");
+        seen.extend(
+            rows.iter()
+                .map(|r| r["person_ref"].as_str().expect("ref").to_owned()),
+        );
+        pages += 1;
+        match body["next"].as_str() {
+            Some(cursor) => after = Some(cursor.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!((seen, pages), (persons.clone(), 3));
+    // Without a limit, one page of up to 1,000 rows and no `next`.
+    let (_, body) = app.get(&dpf, "/v1/models/dpf/persons").await;
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(5), "{body}");
+    assert_eq!(body["next"], json!(null), "{body}");
+    // A bad limit or cursor is a 400 naming the parameter.
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=10001", "limit"),
+        ("after=%21%21", "after"),
+        // base64url of `[1]`: a cursor whose key does not fit the table.
+        ("after=WzFd", "after"),
+    ] {
+        let (status, body) = app
+            .get(&dpf, &format!("/v1/models/dpf/persons?{query}"))
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["field"], json!(field), "{query}: {body}");
+    }
+
+    // gRPC: the same pages.
+    let (mut seen, mut after) = (Vec::new(), String::new());
+    loop {
+        let request = QueryModelRequest {
+            after: after.clone(),
+            limit: Some(2),
+            ..query("dpf", "persons", None)
+        };
+        let page = client
+            .query_model(grpc_request(&dpf, Some(PURPOSE), request))
+            .await
+            .expect("page")
+            .into_inner();
+        seen.extend(
+            page.rows
+                .iter()
+                .filter_map(|r| r.fields.get("person_ref").and_then(text).map(str::to_owned)),
+        );
+        if page.next.is_empty() {
+            break;
+        }
+        after = page.next;
+    }
+    assert_eq!(seen, persons);
+    let e = client
+        .query_model(grpc_request(
+            &dpf,
+            Some(PURPOSE),
+            QueryModelRequest {
+                after: "WzFd".into(),
+                ..query("dpf", "persons", None)
+            },
+        ))
+        .await
+        .expect_err("bad cursor");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    app.shut_down().await.expect("clean shutdown");
 }
 
 #[tokio::test]

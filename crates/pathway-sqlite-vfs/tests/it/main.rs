@@ -179,3 +179,95 @@ fn checkpoints_and_reopening_keep_every_committed_row() {
     assert_eq!(contents(&r), expected(0..10_010));
     assert_eq!(pathway_sqlite_vfs::write_failed(&path), None);
 }
+
+/// Set in the child process of the write-failure test: its database.
+const CHILD_DB_ENV: &str = "PATHWAY_VFS_TEST_CHILD_DB";
+/// The child's file size limit (`RLIMIT_FSIZE`): its WAL reaches it after a
+/// few dozen commits.
+const CHILD_FILE_BYTES_MAX: u64 = 256 * 1024;
+const ROWS_PER_COMMIT: i64 = 20;
+
+#[test]
+fn a_deferred_write_that_fails_after_its_commit_is_reported_and_never_half_read() {
+    if let Ok(db) = std::env::var(CHILD_DB_ENV) {
+        return commit_until_a_write_fails(std::path::Path::new(&db));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    insert(&writer(&path, -8192), 0..ROWS_PER_COMMIT);
+    // The child runs this test again with a file size limit; writes beyond
+    // it fail with EFBIG (SIGXFSZ ignored, which `exec` keeps).
+    let exe = std::env::current_exe().expect("test binary");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; exec prlimit --fsize={CHILD_FILE_BYTES_MAX} \"$0\" --exact \
+             a_deferred_write_that_fails_after_its_commit_is_reported_and_never_half_read \
+             --nocapture --test-threads 1"
+        ))
+        .arg(exe)
+        .env(CHILD_DB_ENV, &path)
+        .output()
+        .expect("run the child (needs sh and prlimit from util-linux)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "child failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let durable: i64 = stdout
+        .split("rows before the failed commit: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no report from the child: {stdout}"));
+    assert!(
+        durable > ROWS_PER_COMMIT,
+        "the limit was hit at once: {stdout}"
+    );
+    // Reopened without the limit: every commit before the failed one, and
+    // nothing of it (its frames are missing or torn, so recovery stops
+    // before it).
+    let r = reader(&path);
+    assert_eq!(integrity(&r), "ok");
+    assert_eq!(contents(&r), expected(0..durable));
+}
+
+/// The child: commits until a write the shim deferred to the commit's
+/// barrier fails, checks that it is reported and that the connection
+/// refuses to go on, and prints how many rows committed before.
+fn commit_until_a_write_fails(path: &std::path::Path) {
+    let mut w = writer(path, -8192);
+    // No checkpoint: only the WAL grows, so the failing write is a WAL write.
+    w.pragma_update(None, "wal_autocheckpoint", 0)
+        .expect("autocheckpoint");
+    let name = std::fs::canonicalize(path).expect("canonical path");
+    let mut rows = ROWS_PER_COMMIT;
+    loop {
+        let tx = w.transaction().expect("begin");
+        insert(&tx, rows..rows + ROWS_PER_COMMIT);
+        // SQLite sees its commit succeed: the frames went out in the
+        // barrier before the commit was published, and failed there.
+        tx.commit().expect("commit");
+        if let Some(code) = pathway_sqlite_vfs::write_failed(&name) {
+            assert_ne!(code, 0);
+            let again = (|| -> rusqlite::Result<()> {
+                let tx = w.transaction()?;
+                let (k, v) = row(1_000_000);
+                tx.execute(
+                    "INSERT INTO t (id, k, v) VALUES (?1, ?2, ?3)",
+                    params![1_000_000, k, v],
+                )?;
+                tx.commit()
+            })();
+            assert!(again.is_err(), "a write after the failure was accepted");
+            println!("rows before the failed commit: {rows}");
+            return;
+        }
+        rows += ROWS_PER_COMMIT;
+        assert!(
+            rows < 100_000,
+            "no write failed under a {CHILD_FILE_BYTES_MAX}-byte file size limit"
+        );
+    }
+}
