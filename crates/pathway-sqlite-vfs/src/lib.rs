@@ -33,7 +33,9 @@
 //!
 //! The shim is meant for a connection that writes from one thread at a time
 //! (the embedded log's writer); other connections on the same database may
-//! use it or the default VFS.
+//! use it or the default VFS. Not with `locking_mode=EXCLUSIVE`: SQLite then
+//! keeps the WAL index in heap memory and calls no barrier, so a commit's
+//! frames would stay buffered until the next read, sync or close.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
