@@ -1851,6 +1851,35 @@ fn swap(
     }
 }
 
+/// Checks that a stored table has the columns (in order) and key the
+/// projection declares: a build whose model changed must not write into
+/// the tables of the one before (a missing column would fail on the first
+/// write, a reordered one would put values in the wrong place).
+fn check_layout(
+    projection: &'static str,
+    table: &Table,
+    stored_columns: &[String],
+    stored_key: &[String],
+) -> Result<(), ProjectionError> {
+    let columns: Vec<&str> = table.columns().map(|c| c.name).collect();
+    let key: Vec<&str> = table.key.iter().map(|c| c.name).collect();
+    if stored_columns == columns.as_slice() && stored_key == key.as_slice() {
+        return Ok(());
+    }
+    Err(ProjectionError::Schema {
+        projection,
+        detail: format!(
+            "stored table {} has columns ({}) and key ({}), but this build's model has columns ({}) \
+             and key ({}): rebuild the model (`pathway projections rebuild {projection}`)",
+            table.name,
+            stored_columns.join(", "),
+            stored_key.join(", "),
+            columns.join(", "),
+            key.join(", ")
+        ),
+    })
+}
+
 /// `name` as a quoted SQL identifier.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -2267,7 +2296,27 @@ mod sqlite {
         }
         ddl.push_str(&checkpoint_ddl(db));
         ddl.push_str(";\nCOMMIT;");
-        conn.execute_batch(&ddl).map_err(error)
+        conn.execute_batch(&ddl).map_err(error)?;
+        for table in projection.tables() {
+            let mut stored: Vec<(i64, String, i64)> = conn
+                .prepare_cached("SELECT cid, name, pk FROM pragma_table_info(?1, ?2)")
+                .and_then(|mut s| {
+                    s.query_map([table.name, db], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect()
+                })
+                .map_err(error)?;
+            stored.sort_by_key(|(cid, _, _)| *cid);
+            let columns: Vec<String> = stored.iter().map(|(_, n, _)| n.clone()).collect();
+            let mut key: Vec<(i64, String)> = stored
+                .into_iter()
+                .filter(|(_, _, pk)| *pk > 0)
+                .map(|(_, n, pk)| (pk, n))
+                .collect();
+            key.sort();
+            let key: Vec<String> = key.into_iter().map(|(_, n)| n).collect();
+            super::check_layout(projection.name(), table, &columns, &key)?;
+        }
+        Ok(())
     }
 
     pub(super) fn read_checkpoint(
@@ -2774,6 +2823,31 @@ mod pg {
             table_ref(schema, CHECKPOINT_TABLE),
         ));
         tx.batch_execute(&ddl).map_err(error)?;
+        for table in projection.tables() {
+            let columns: Vec<String> = tx
+                .query(
+                    "SELECT column_name::text FROM information_schema.columns \
+                     WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+                    &[&schema, &table.name],
+                )
+                .map_err(error)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let key: Vec<String> = tx
+                .query(
+                    "SELECT a.attname::text FROM pg_index i \
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+                     WHERE i.indrelid = to_regclass($1) AND i.indisprimary \
+                     ORDER BY array_position(i.indkey::smallint[], a.attnum)",
+                    &[&table_ref(schema, table.name)],
+                )
+                .map_err(error)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            super::check_layout(projection.name(), table, &columns, &key)?;
+        }
         tx.commit().map_err(error)
     }
 

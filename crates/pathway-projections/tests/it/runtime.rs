@@ -418,6 +418,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    a_changed_model_is_refused_until_rebuilt,
     catch_up_applies_each_event_once,
     failure_before_checkpoint_rolls_back_the_batch,
     rebuild_produces_identical_rows,
@@ -430,6 +431,69 @@ on_both_backends!(
 // ---------------------------------------------------------------------------
 // Scenarios
 // ---------------------------------------------------------------------------
+
+/// `Moves` as a later build might declare it: one more column in `persons`.
+struct MovesGrown;
+
+const GROWN_PERSONS_TABLE: Table = Table {
+    name: "persons",
+    key: &[Column::text("person_ref")],
+    values: &[
+        Column::int("moves"),
+        Column::text("region"),
+        Column::text("previous_region"),
+        Column::int("last_position"),
+        Column::bool("moved_by_dpf"),
+        Column::int("returns"),
+    ],
+};
+
+impl Projection for MovesGrown {
+    fn name(&self) -> &'static str {
+        Moves.name()
+    }
+
+    fn tables(&self) -> &'static [Table] {
+        &[GROWN_PERSONS_TABLE, REGIONS_TABLE]
+    }
+
+    fn view(&self, event: &pathway_domain::Event) -> Option<View> {
+        Moves.view(event)
+    }
+
+    fn apply(&self, _: &ProjectedEvent<View>, _: &mut dyn Tx) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+}
+
+async fn a_changed_model_is_refused_until_rebuilt<S: EventStore + Clone>(
+    log: &S,
+    target: &ReadStore,
+) {
+    append_events(log, 5, 40).await;
+    let head = head(log).await;
+    assert_eq!(runtime::catch_up(log, target, moves()).await.unwrap(), head);
+    let grown: Arc<dyn Projection> = Arc::new(MovesGrown);
+    let refused = runtime::catch_up(log, target, Arc::clone(&grown))
+        .await
+        .expect_err("tables of the earlier model");
+    assert!(
+        matches!(&refused, ProjectionError::Schema { projection: "test_moves", detail }
+            if detail.contains("returns") && detail.contains("pathway projections rebuild test_moves")),
+        "{refused}"
+    );
+    // Nothing was changed by the refusal: the earlier build still reads and
+    // writes its tables.
+    assert_eq!(runtime::catch_up(log, target, moves()).await.unwrap(), head);
+    runtime::rebuild_many(log, target, &[Arc::clone(&grown)])
+        .await
+        .expect("rebuild with the new model");
+    assert_eq!(runtime::catch_up(log, target, grown).await.unwrap(), head);
+    assert!(matches!(
+        runtime::catch_up(log, target, moves()).await,
+        Err(ProjectionError::Schema { .. })
+    ));
+}
 
 async fn catch_up_applies_each_event_once<S: EventStore + Clone>(log: &S, target: &ReadStore) {
     assert_eq!(runtime::read_checkpoint(target, "test_moves").unwrap(), 0);
