@@ -78,16 +78,39 @@ const GRADUATES: Table = Table {
     ],
 };
 
-/// Which of the Four Ones a person already has in a year, so each counts once.
+/// Which of the Four Ones a person already has in a year (one bit per step,
+/// [`FourOne::bit`]), so each counts once: one row per person and year.
 const LOOKUP_FOUR_ONES: Table = Table {
     name: "lookup_four_ones",
-    key: &[
-        Column::text("person_ref"),
-        Column::int("year"),
-        Column::text("step"),
-    ],
-    values: &[Column::bool("seen")],
+    key: &[Column::text("person_ref"), Column::int("year")],
+    values: &[Column::int("steps")],
 };
+
+/// One of the Four Ones (四个一).
+#[derive(Debug, Clone, Copy)]
+enum FourOne {
+    Verified,
+    Assessed,
+    NeedRegistered,
+    Served,
+}
+
+impl FourOne {
+    /// Its column in `four_ones`.
+    fn column(self) -> &'static str {
+        match self {
+            FourOne::Verified => "verified",
+            FourOne::Assessed => "assessed",
+            FourOne::NeedRegistered => "need_registered",
+            FourOne::Served => "served",
+        }
+    }
+
+    /// Its bit in `lookup_four_ones.steps`.
+    fn bit(self) -> i64 {
+        1 << self as u32
+    }
+}
 
 /// A placement's form and whether it is still open, for its end.
 const LOOKUP_PLACEMENTS: Table = Table {
@@ -165,16 +188,21 @@ fn four_ones(
     rows: &mut Rows<'_>,
     p: &str,
     year: i32,
-    step: &'static str,
+    step: FourOne,
     wants_work: bool,
 ) -> Result<(), ProjectionError> {
-    let seen = [Value::from(p), Value::from(year), Value::from(step)];
-    if rows.exists(&LOOKUP_FOUR_ONES, &seen)? {
+    let seen = [Value::from(p), Value::from(year)];
+    let steps = rows.int(&LOOKUP_FOUR_ONES, &seen, "steps")?;
+    if steps & step.bit() != 0 {
         return Ok(());
     }
-    rows.set(&LOOKUP_FOUR_ONES, &seen, &[("seen", Value::from(true))])?;
+    rows.set(
+        &LOOKUP_FOUR_ONES,
+        &seen,
+        &[("steps", Value::Int(steps | step.bit()))],
+    )?;
     let city = city(rows, p)?;
-    let mut deltas = vec![(step, 1)];
+    let mut deltas = vec![(step.column(), 1)];
     if wants_work {
         deltas.push(("wants_work", 1));
     }
@@ -261,12 +289,14 @@ fn apply(rows: &mut Rows<'_>, view: &DpfView) -> Result<(), ProjectionError> {
                 ],
             )
         }
-        DpfView::Verified(v) => four_ones(rows, &v.person_ref, v.year, "verified", v.wants_work),
-        DpfView::Assessed(v) => four_ones(rows, &v.person_ref, v.year, "assessed", false),
-        DpfView::NeedRegistered(v) => {
-            four_ones(rows, &v.person_ref, v.year, "need_registered", false)
+        DpfView::Verified(v) => {
+            four_ones(rows, &v.person_ref, v.year, FourOne::Verified, v.wants_work)
         }
-        DpfView::Served(v) => four_ones(rows, &v.person_ref, v.year, "served", false),
+        DpfView::Assessed(v) => four_ones(rows, &v.person_ref, v.year, FourOne::Assessed, false),
+        DpfView::NeedRegistered(v) => {
+            four_ones(rows, &v.person_ref, v.year, FourOne::NeedRegistered, false)
+        }
+        DpfView::Served(v) => four_ones(rows, &v.person_ref, v.year, FourOne::Served, false),
         DpfView::Enrolled(v) => {
             let city = city(rows, &v.person_ref)?;
             rows.add(
