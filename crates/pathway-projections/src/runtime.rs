@@ -643,7 +643,8 @@ pub fn search_page(
     let selection = Selection {
         search,
         limit: Some(limit),
-        offset,
+        // Both databases take a signed 64-bit offset.
+        offset: offset.min(i64::MAX as usize),
         ..Selection::equal(typed_filters(table, filters)?)
     };
     let table = *table;
