@@ -26,7 +26,7 @@
 //!
 //! A barrier cannot return an error. If writing the buffer fails there, the
 //! commit has already been published without its frames: the failure is
-//! recorded ([`write_failed`]), every later operation on that WAL fails with
+//! recorded ([`WalWatch::write_failed`]), every later operation on that WAL fails with
 //! the same error, and the embedded log treats it as a failed fsync (nothing
 //! further is acknowledged until the store is opened again; SQLite's WAL
 //! checksums discard the frames that are missing on the next open).
@@ -39,7 +39,6 @@
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -81,23 +80,60 @@ pub fn register() -> Result<&'static str, RegisterError> {
         .map(|()| VFS_NAME)
 }
 
-/// The SQLite error code of a deferred WAL write that failed for the
-/// database at `db_path` (named as SQLite names it: the absolute path, with
-/// symbolic links resolved), if one did.
-pub fn write_failed(db_path: &Path) -> Option<i32> {
-    let key = wal_key_for_db(db_path.as_os_str().as_encoded_bytes());
-    let buffer = registry().get(&key).and_then(Weak::upgrade)?;
-    match buffer.failed.load(Ordering::Acquire) {
-        0 => None,
-        code => Some(code),
+/// What the shim knows of one database's WAL writes, from [`watch`]: cheap
+/// to ask (one atomic load), so a syncer may ask at every fsync.
+#[derive(Clone)]
+pub struct WalWatch(Arc<WalBuffer>);
+
+impl WalWatch {
+    /// The SQLite error code of a deferred WAL write that failed, if one did.
+    pub fn write_failed(&self) -> Option<i32> {
+        self.0.failed()
     }
 }
 
-/// Whether a connection through the shim has the database at `db_path` open
-/// (so that [`write_failed`] speaks for it).
-pub fn is_open(db_path: &Path) -> bool {
-    let key = wal_key_for_db(db_path.as_os_str().as_encoded_bytes());
-    registry().get(&key).and_then(Weak::upgrade).is_some()
+impl std::fmt::Debug for WalWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalWatch")
+            .field("write_failed", &self.write_failed())
+            .finish()
+    }
+}
+
+/// The watch on the WAL of `conn`'s main database; `None` when `conn` was
+/// not opened through the shim (or has no file, e.g. in memory).
+pub fn watch(conn: &rusqlite::Connection) -> Option<WalWatch> {
+    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
+    // SAFETY: the handle is valid while `conn` is borrowed; for
+    // SQLITE_FCNTL_FILE_POINTER SQLite itself writes the main database's
+    // file object (the one the VFS opened) through the pointer.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&raw mut file).cast(),
+        )
+    };
+    if rc != ffi::SQLITE_OK || file.is_null() {
+        return None;
+    }
+    // SAFETY: the file is open while `conn` is; only files this shim opened
+    // have its methods.
+    if !ptr::eq(unsafe { (*file).pMethods }, &SHIM_IO) {
+        return None;
+    }
+    // SAFETY: a file this shim opened and SQLite has not closed.
+    let this = unsafe { shim(file) };
+    if this.buffer.is_null() {
+        return None;
+    }
+    // SAFETY: `buffer` is from `Arc::into_raw` and alive while the file is;
+    // the count taken here is released by the returned `Arc`.
+    Some(WalWatch(unsafe {
+        Arc::increment_strong_count(this.buffer);
+        Arc::from_raw(this.buffer)
+    }))
 }
 
 /// The default VFS this shim delegates to, set once by `register_once`.

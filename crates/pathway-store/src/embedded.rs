@@ -201,21 +201,20 @@ impl EmbeddedStore {
             vfs,
         )
         .map_err(|e| sqlite_error(&db_path, "open", e))?;
-        let db_name = durable::sqlite_name(&db_path)?;
-        if !pathway_sqlite_vfs::is_open(&db_name) {
-            return Err(StoreError::Unavailable(format!(
+        let wal_watch = pathway_sqlite_vfs::watch(&conn).ok_or_else(|| {
+            StoreError::Unavailable(format!(
                 "{}: the writer is not open through {}",
-                db_name.display(),
+                db_path.display(),
                 pathway_sqlite_vfs::VFS_NAME
-            )));
-        }
+            ))
+        })?;
         configure_writer(&conn, &db_path)?;
         migrate(&mut conn, &db_path)?;
         check_tail(&conn, &db_path)?;
         let (head_position, _) =
             read_head(&conn).map_err(|e| sqlite_error(&db_path, "read head", e))?;
 
-        let durability = Durability::open(&db_path, head_position)?;
+        let durability = Durability::open(&db_path, head_position, wal_watch)?;
         let (head_tx, head_rx) = watch::channel(head_position);
         let syncer = Syncer::start(Arc::clone(&durability), head_tx)?;
         let (appends, requests) = mpsc::channel(APPEND_QUEUE_LEN_MAX);

@@ -173,11 +173,16 @@ fn checkpoints_and_reopening_keep_every_committed_row() {
         .expect("checkpoint");
     assert_eq!(busy, 0);
     insert(&w, 10_000..10_010);
+    let watch = pathway_sqlite_vfs::watch(&w).expect("opened through the shim");
+    assert_eq!(watch.write_failed(), None);
     drop(w);
     let r = reader(&path);
     assert_eq!(integrity(&r), "ok");
     assert_eq!(contents(&r), expected(0..10_010));
-    assert_eq!(pathway_sqlite_vfs::write_failed(&path), None);
+    assert!(
+        pathway_sqlite_vfs::watch(&r).is_none(),
+        "not through the shim"
+    );
 }
 
 /// Set in the child process of the write-failure test: its database.
@@ -241,7 +246,7 @@ fn commit_until_a_write_fails(path: &std::path::Path) {
     // No checkpoint: only the WAL grows, so the failing write is a WAL write.
     w.pragma_update(None, "wal_autocheckpoint", 0)
         .expect("autocheckpoint");
-    let name = std::fs::canonicalize(path).expect("canonical path");
+    let watch = pathway_sqlite_vfs::watch(&w).expect("opened through the shim");
     let mut rows = ROWS_PER_COMMIT;
     loop {
         let tx = w.transaction().expect("begin");
@@ -249,7 +254,7 @@ fn commit_until_a_write_fails(path: &std::path::Path) {
         // SQLite sees its commit succeed: the frames went out in the
         // barrier before the commit was published, and failed there.
         tx.commit().expect("commit");
-        if let Some(code) = pathway_sqlite_vfs::write_failed(&name) {
+        if let Some(code) = watch.write_failed() {
             assert_ne!(code, 0);
             let again = (|| -> rusqlite::Result<()> {
                 let tx = w.transaction()?;

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 
+use pathway_sqlite_vfs::WalWatch;
 use tokio::sync::{oneshot, watch};
 
 use crate::{AppendResult, StoreError};
@@ -41,7 +42,9 @@ const SYNCER_THREADS: usize = 3;
 /// What writer, syncer and readers share.
 #[derive(Debug)]
 pub(super) struct Durability {
-    db_name: PathBuf,
+    /// Deferred WAL writes of the writer's connection (see
+    /// `pathway_sqlite_vfs`): one that failed fails the next fsync.
+    wal_watch: WalWatch,
     wal_path: PathBuf,
     /// Highest position known to be durable (fsynced).
     durable: AtomicU64,
@@ -55,14 +58,15 @@ impl Durability {
     /// Shared state for the database at `db_path`, fsyncing its WAL now so
     /// that everything already committed (by an earlier process too) is
     /// durable from the start.
-    pub(super) fn open(db_path: &Path, head_position: u64) -> Result<Arc<Self>, StoreError> {
+    pub(super) fn open(
+        db_path: &Path,
+        head_position: u64,
+        wal_watch: WalWatch,
+    ) -> Result<Arc<Self>, StoreError> {
         let mut wal = db_path.as_os_str().to_owned();
         wal.push("-wal");
-        // The database as SQLite names it, to ask the WAL-buffering VFS
-        // whether a deferred write failed.
-        let db_name = sqlite_name(db_path)?;
         let durability = Durability {
-            db_name,
+            wal_watch,
             wal_path: PathBuf::from(wal),
             durable: AtomicU64::new(0),
             failed: AtomicBool::new(false),
@@ -125,24 +129,12 @@ impl Durability {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        match pathway_sqlite_vfs::write_failed(&self.db_name) {
+        match self.wal_watch.write_failed() {
             None => Ok(()),
             Some(code) => Err(io::Error::other(format!(
                 "a WAL write failed (SQLite error {code})"
             ))),
         }
-    }
-}
-
-/// The database file's name as SQLite spells it: absolute, links resolved.
-pub(super) fn sqlite_name(db_path: &Path) -> Result<PathBuf, StoreError> {
-    let resolve = |path: &Path| {
-        std::fs::canonicalize(path)
-            .map_err(|e| StoreError::Unavailable(format!("resolve {}: {e}", path.display())))
-    };
-    match (db_path.parent(), db_path.file_name()) {
-        (Some(dir), Some(file)) => Ok(resolve(dir)?.join(file)),
-        _ => resolve(db_path),
     }
 }
 
@@ -281,12 +273,27 @@ fn run(
 mod tests {
     use super::*;
 
+    /// A connection to `db` through the WAL-buffering VFS (kept open for
+    /// the test) and its watch.
+    fn writer(db: &Path) -> (rusqlite::Connection, WalWatch) {
+        let vfs = pathway_sqlite_vfs::register().unwrap();
+        let conn = rusqlite::Connection::open_with_flags_and_vfs(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE,
+            vfs,
+        )
+        .unwrap();
+        let watch = pathway_sqlite_vfs::watch(&conn).unwrap();
+        (conn, watch)
+    }
+
     #[test]
     fn ensure_raises_the_durable_position_and_stops_after_a_failure() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("events.db");
         // No WAL file yet: nothing waits in one.
-        let durability = Durability::open(&db, 3).unwrap();
+        let (_conn, watch) = writer(&db);
+        let durability = Durability::open(&db, 3, watch).unwrap();
         assert_eq!(durability.durable.load(Ordering::Acquire), 3);
         std::fs::write(dir.path().join("events.db-wal"), b"frames").unwrap();
         durability.ensure(2).unwrap();
@@ -304,7 +311,9 @@ mod tests {
     #[test]
     fn answers_wait_for_the_fsync_and_move_the_head() {
         let dir = tempfile::tempdir().unwrap();
-        let durability = Durability::open(&dir.path().join("events.db"), 0).unwrap();
+        let db = dir.path().join("events.db");
+        let (_conn, watch) = writer(&db);
+        let durability = Durability::open(&db, 0, watch).unwrap();
         let (head, mut head_rx) = watch::channel(0);
         let syncer = Syncer::start(Arc::clone(&durability), head).unwrap();
         let (reply, answer) = oneshot::channel();
