@@ -648,11 +648,7 @@ pub fn search_page(
         ..Selection::equal(typed_filters(table, filters)?)
     };
     let table = *table;
-    off_runtime(move || {
-        let total = location.count(&table, &selection)?;
-        let rows = location.query(&table, &selection)?;
-        Ok((total, rows))
-    })
+    off_runtime(move || location.count_and_query(&table, &selection))
 }
 
 /// Checks that `key` is a full key of `table` (one value of the right type
@@ -679,13 +675,7 @@ fn typed_key(
         .iter()
         .zip(key)
         .map(|(column, value)| {
-            let fits = matches!(
-                (column.ty, value),
-                (ColumnType::Text, Value::Text(_))
-                    | (ColumnType::Int, Value::Int(_))
-                    | (ColumnType::Bool, Value::Bool(_))
-            );
-            if fits {
+            if fits(column.ty, value, true) {
                 Ok((column.name, column.ty, value.clone()))
             } else {
                 Err(ProjectionError::Storage(format!(
@@ -1631,6 +1621,30 @@ impl Location {
         }
     }
 
+    /// [`Location::count`] and [`Location::query`] on one connection.
+    fn count_and_query(
+        &self,
+        table: &Table,
+        selection: &Selection,
+    ) -> Result<(u64, Vec<Vec<Value>>), ProjectionError> {
+        match self {
+            Location::Sqlite { path } => match sqlite::open(path, true)? {
+                None => Ok((0, Vec::new())),
+                Some(conn) => Ok((
+                    sqlite::count(&conn, table, selection)?,
+                    sqlite::query(&conn, table, selection)?,
+                )),
+            },
+            Location::Postgres { url, schema } => {
+                let mut client = pg::connect(url)?;
+                Ok((
+                    pg::count(&mut client, schema, table, selection)?,
+                    pg::query(&mut client, schema, table, selection)?,
+                ))
+            }
+        }
+    }
+
     /// How many rows the selection matches (`offset` and `limit` aside).
     fn count(&self, table: &Table, selection: &Selection) -> Result<u64, ProjectionError> {
         match self {
@@ -1897,20 +1911,24 @@ fn check_value(
     value: &Value,
     key: bool,
 ) -> Result<(), ProjectionError> {
-    let fits = match (ty, value) {
-        (ColumnType::Text, Value::Text(_))
-        | (ColumnType::Int, Value::Int(_))
-        | (ColumnType::Bool, Value::Bool(_)) => true,
-        (_, Value::Null) => !key,
-        _ => false,
-    };
-    if fits {
+    if fits(ty, value, key) {
         Ok(())
     } else {
         Err(ProjectionError::Schema {
             projection,
             detail: format!("{}.{column} ({ty:?}) cannot hold {value:?}", table.name),
         })
+    }
+}
+
+/// Whether a column of type `ty` can hold `value` (a key column no NULL).
+fn fits(ty: ColumnType, value: &Value, key: bool) -> bool {
+    match (ty, value) {
+        (ColumnType::Text, Value::Text(_))
+        | (ColumnType::Int, Value::Int(_))
+        | (ColumnType::Bool, Value::Bool(_)) => true,
+        (_, Value::Null) => !key,
+        _ => false,
     }
 }
 
