@@ -4,7 +4,11 @@
 
 use chrono::Utc;
 use pathway_domain::policy::PolicyTable;
-use pathway_projections::{Table, Value, models, runtime, views::city_of};
+use pathway_projections::{
+    ProjectionError, Table, Value, models,
+    runtime::{self, ReadStore},
+    views::city_of,
+};
 use pathway_server::token::Claims;
 
 use crate::Console;
@@ -116,36 +120,15 @@ pub(crate) async fn rows<S>(
     table: &str,
     filters: Vec<(&'static str, Value)>,
 ) -> Result<Rows, ConsoleError> {
-    if !console.ctx.policy.may_read(&claims.dept, model) {
-        return Err(ConsoleError::Forbidden("forbidden.model"));
-    }
-    let table = table_of(model, table)?;
-    let has = |c: &str| table.columns().any(|col| col.name == c);
-    let mut filters = filters;
-    let mut region_city = None;
-    if let Some(city) = &claims.city {
-        if has("city") {
-            filters.retain(|(c, _)| *c != "city");
-            filters.push(("city", Value::Text(city.clone())));
-        } else if has("region") {
-            region_city = Some(city.clone());
-        } else {
-            return Err(ConsoleError::Forbidden("forbidden.city_scope"));
-        }
-    }
-    let target = console.ctx.read_store.clone();
-    let model_name = model.to_owned();
-    let small = PolicyTable::builtin()
-        .at(Utc::now().date_naive())
-        .small_cell_min;
-    let mut rows = tokio::task::spawn_blocking(move || {
-        let mut rows = runtime::query(&target, &model_name, &table, &filters)?;
-        models::suppress_small_cells(&model_name, &table, &mut rows, small);
-        Ok::<_, pathway_projections::ProjectionError>(rows)
+    let Scope {
+        table,
+        filters,
+        region_city,
+    } = scope(console, claims, model, table, filters, true)?;
+    let ((), mut rows) = read(console, model, table, move |target, model, table| {
+        Ok(((), runtime::query(target, model, table, &filters)?))
     })
-    .await
-    .map_err(|e| ConsoleError::Unavailable(format!("query task: {e}")))?
-    .map_err(|e| ConsoleError::Unavailable(e.to_string()))?;
+    .await?;
     if let (Some(city), Some(i)) = (
         region_city,
         table.columns().position(|c| c.name == "region"),
@@ -184,44 +167,85 @@ pub(crate) async fn search_rows<S>(
         page,
         per_page,
     } = find;
+    let Scope { table, filters, .. } = scope(console, claims, model, table, filters, false)?;
+    let offset = page.saturating_sub(1).saturating_mul(per_page);
+    let (total, rows) = read(console, model, table, move |target, model, table| {
+        let search = search
+            .as_ref()
+            .map(|(columns, prefix)| runtime::Search { columns, prefix });
+        runtime::search_page(target, model, table, &filters, search, offset, per_page)
+    })
+    .await?;
+    Ok((total, Rows { table, rows }))
+}
+
+/// A read of one table the signed-in department may make.
+struct Scope {
+    table: Table,
+    /// The caller's filters, `city` set to the token's city when it has one.
+    filters: Vec<(&'static str, Value)>,
+    /// The token's city, for a table limited to it by its `region` column
+    /// (rows kept after the read).
+    region_city: Option<String>,
+}
+
+/// Checks the department may read `model.table` and limits `filters` to the
+/// token's city: by the table's `city` column, or (when `by_region`) by its
+/// `region` column; a city's token on a table with neither is refused.
+fn scope<S>(
+    console: &Console<S>,
+    claims: &Claims,
+    model: &str,
+    table: &str,
+    mut filters: Vec<(&'static str, Value)>,
+    by_region: bool,
+) -> Result<Scope, ConsoleError> {
     if !console.ctx.policy.may_read(&claims.dept, model) {
         return Err(ConsoleError::Forbidden("forbidden.model"));
     }
     let table = table_of(model, table)?;
-    let mut filters = filters;
+    let has = |c: &str| table.columns().any(|col| col.name == c);
+    let mut region_city = None;
     if let Some(city) = &claims.city {
-        if !table.columns().any(|col| col.name == "city") {
+        if has("city") {
+            filters.retain(|(c, _)| *c != "city");
+            filters.push(("city", Value::Text(city.clone())));
+        } else if by_region && has("region") {
+            region_city = Some(city.clone());
+        } else {
             return Err(ConsoleError::Forbidden("forbidden.city_scope"));
         }
-        filters.retain(|(c, _)| *c != "city");
-        filters.push(("city", Value::Text(city.clone())));
     }
+    Ok(Scope {
+        table,
+        filters,
+        region_city,
+    })
+}
+
+/// Runs `read` on the read store off the async runtime, then suppresses the
+/// committee's small cells in the rows it returned.
+async fn read<S, T: Send + 'static>(
+    console: &Console<S>,
+    model: &str,
+    table: Table,
+    read: impl FnOnce(&ReadStore, &str, &Table) -> Result<(T, Vec<Vec<Value>>), ProjectionError>
+    + Send
+    + 'static,
+) -> Result<(T, Vec<Vec<Value>>), ConsoleError> {
     let target = console.ctx.read_store.clone();
-    let model_name = model.to_owned();
+    let model = model.to_owned();
     let small = PolicyTable::builtin()
         .at(Utc::now().date_naive())
         .small_cell_min;
-    let offset = page.saturating_sub(1).saturating_mul(per_page);
-    let (total, rows) = tokio::task::spawn_blocking(move || {
-        let search = search
-            .as_ref()
-            .map(|(columns, prefix)| runtime::Search { columns, prefix });
-        let (total, mut rows) = runtime::search_page(
-            &target,
-            &model_name,
-            &table,
-            &filters,
-            search,
-            offset,
-            per_page,
-        )?;
-        models::suppress_small_cells(&model_name, &table, &mut rows, small);
-        Ok::<_, pathway_projections::ProjectionError>((total, rows))
+    tokio::task::spawn_blocking(move || {
+        let (extra, mut rows) = read(&target, &model, &table)?;
+        models::suppress_small_cells(&model, &table, &mut rows, small);
+        Ok::<_, ProjectionError>((extra, rows))
     })
     .await
     .map_err(|e| ConsoleError::Unavailable(format!("query task: {e}")))?
-    .map_err(|e| ConsoleError::Unavailable(e.to_string()))?;
-    Ok((total, Rows { table, rows }))
+    .map_err(|e| ConsoleError::Unavailable(e.to_string()))
 }
 
 /// The table `name` of `model`.

@@ -287,9 +287,6 @@ async fn render<S>(
         e.0 += r.int("fund_base_fen");
         e.1 += r.int("pwp_social_insurance_fen");
     }
-    let share = |part: i64, whole: i64| {
-        if whole <= 0 { 0 } else { part * 10_000 / whole }
-    };
     let posts_min = i64::from(policy.pwp_disabled_share_min_bp);
     let fund_cap = i64::from(policy.fund_pwp_cap_bp);
     let posts_chart = charts::render(&Bars {
@@ -302,11 +299,11 @@ async fn render<S>(
         labels: post_years.keys().map(|y| y.to_string()).collect(),
         values: post_years
             .values()
-            .map(|(t, d)| share(*d, *t) as f64 / 100.0)
+            .map(|(t, d)| share_bp(*d, *t) as f64 / 100.0)
             .collect(),
         value_labels: post_years
             .values()
-            .map(|(t, d)| l.percent_bp(share(*d, *t)))
+            .map(|(t, d)| l.percent_bp(share_bp(*d, *t)))
             .collect(),
         line: Some((
             posts_min as f64 / 100.0,
@@ -326,11 +323,11 @@ async fn render<S>(
         labels: fund_years.keys().map(|y| y.to_string()).collect(),
         values: fund_years
             .values()
-            .map(|(b, p)| share(*p, *b) as f64 / 100.0)
+            .map(|(b, p)| share_bp(*p, *b) as f64 / 100.0)
             .collect(),
         value_labels: fund_years
             .values()
-            .map(|(b, p)| l.percent_bp(share(*p, *b)))
+            .map(|(b, p)| l.percent_bp(share_bp(*p, *b)))
             .collect(),
         line: Some((
             fund_cap as f64 / 100.0,
@@ -373,43 +370,19 @@ async fn render<S>(
         }
         section aria-labelledby="h-posts" {
             h2 #h-posts { (l.t("dashboard.posts_heading")) }
-            (layout::figure(posts_chart, &l.t("dashboard.posts_chart_title"), layout::table(&l.t("dashboard.posts_table_caption"), &[
-                l.t("common.year"),
+            (layout::figure(posts_chart, &l.t("dashboard.posts_chart_title"), share_table(l, &l.t("dashboard.posts_table_caption"), [
                 l.t("dashboard.col_posts"),
                 l.t("dashboard.col_disabled_posts"),
-                l.t("dashboard.col_share"),
                 l.tf("dashboard.col_meets_min", &[("min", &l.percent_bp(posts_min))]),
-            ], html! {
-                @for (y, (total, disabled)) in &post_years {
-                    tr {
-                        th scope="row" { (y) }
-                        td.num { (l.number(*total)) }
-                        td.num { (l.number(*disabled)) }
-                        td.num { (l.percent_bp(share(*disabled, *total))) }
-                        td { (layout::yes_no(l, share(*disabled, *total) >= posts_min)) }
-                    }
-                }
-            })))
+            ], &post_years, |n| l.number(n), |bp| bp >= posts_min)))
         }
         section aria-labelledby="h-fund" {
             h2 #h-fund { (l.t("dashboard.fund_heading")) }
-            (layout::figure(fund_chart, &l.t("dashboard.fund_chart_title"), layout::table(&l.t("dashboard.fund_table_caption"), &[
-                l.t("common.year"),
+            (layout::figure(fund_chart, &l.t("dashboard.fund_chart_title"), share_table(l, &l.t("dashboard.fund_table_caption"), [
                 l.t("dashboard.col_fund_base"),
                 l.t("dashboard.col_fund_pwp"),
-                l.t("dashboard.col_share"),
                 l.tf("dashboard.col_within_cap", &[("cap", &l.percent_bp(fund_cap))]),
-            ], html! {
-                @for (y, (base_fen, pwp)) in &fund_years {
-                    tr {
-                        th scope="row" { (y) }
-                        td.num { (l.money_fen(*base_fen)) }
-                        td.num { (l.money_fen(*pwp)) }
-                        td.num { (l.percent_bp(share(*pwp, *base_fen))) }
-                        td { (layout::yes_no(l, share(*pwp, *base_fen) <= fund_cap)) }
-                    }
-                }
-            })))
+            ], &fund_years, |fen| l.money_fen(fen), |bp| bp <= fund_cap)))
         }
         section aria-labelledby="h-reports" {
             h2 #h-reports { (l.t("dashboard.reports_heading")) }
@@ -425,6 +398,47 @@ async fn render<S>(
             }))
         }
     })
+}
+
+/// `part` of `whole` in basis points (0 for no whole).
+fn share_bp(part: i64, whole: i64) -> i64 {
+    if whole <= 0 { 0 } else { part * 10_000 / whole }
+}
+
+/// A table of a part against its whole per year (`years`: year → (whole,
+/// part)): year, whole and part as `show` writes them, the share, and
+/// whether the share passes `ok`. `headers` name the whole, the part and
+/// the test.
+fn share_table(
+    l: Locale,
+    caption: &str,
+    headers: [String; 3],
+    years: &BTreeMap<i32, (i64, i64)>,
+    show: impl Fn(i64) -> String,
+    ok: impl Fn(i64) -> bool,
+) -> Markup {
+    let [whole_header, part_header, ok_header] = headers;
+    layout::table(
+        caption,
+        &[
+            l.t("common.year"),
+            whole_header,
+            part_header,
+            l.t("dashboard.col_share"),
+            ok_header,
+        ],
+        html! {
+            @for (y, (whole, part)) in years {
+                tr {
+                    th scope="row" { (y) }
+                    td.num { (show(*whole)) }
+                    td.num { (show(*part)) }
+                    td.num { (l.percent_bp(share_bp(*part, *whole))) }
+                    td { (layout::yes_no(l, ok(share_bp(*part, *whole)))) }
+                }
+            }
+        },
+    )
 }
 
 fn report_status(l: Locale, report: Option<&(String, bool)>) -> Markup {
