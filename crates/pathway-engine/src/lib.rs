@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-pub use pathway_keys::{KeyError, Keyring};
+pub use pathway_keys::{KeyError, Keyring, OpenFields};
 
 use lru::LruCache;
 use pathway_domain::{

@@ -294,12 +294,37 @@ fn has_clear(event: &mut Event) -> bool {
 }
 
 /// The subject of `event`'s sealed fields, if it has any.
-fn sealed_subject(event: &mut Event) -> Option<String> {
+fn sealed_subject(event: &mut Event, fields: OpenFields) -> Option<String> {
+    let chosen = fields.of(event);
     let pf = personal_fields(event)?;
-    pf.fields.iter().find_map(|(_, p)| match &p.value {
-        Some(pb::personal::Value::Sealed(s)) => Some(s.key_id.clone()),
-        _ => None,
-    })
+    pf.fields
+        .iter()
+        .filter(|(number, _)| chosen.is_none_or(|c| c.contains(number)))
+        .find_map(|(_, p)| match &p.value {
+            Some(pb::personal::Value::Sealed(s)) => Some(s.key_id.clone()),
+            _ => None,
+        })
+}
+
+/// Which personal fields [`Keyring::open_fields`] opens.
+#[derive(Debug, Clone, Copy)]
+pub enum OpenFields {
+    /// Every personal field of every event.
+    All,
+    /// The field numbers (as in `pathway_domain::personal::PERSONAL_FIELD_NUMBERS`)
+    /// a reader needs of each event; the rest stay sealed, and an event
+    /// with none is not looked at (no key is fetched for it).
+    Only(fn(&Event) -> &'static [u32]),
+}
+
+impl OpenFields {
+    /// The chosen field numbers of `event`; `None` for all of them.
+    fn of(self, event: &Event) -> Option<&'static [u32]> {
+        match self {
+            OpenFields::All => None,
+            OpenFields::Only(choose) => Some(choose(event)),
+        }
+    }
 }
 
 impl Keyring {
@@ -537,9 +562,19 @@ impl Keyring {
     where
         I: IntoIterator<Item = (Uuid, &'a mut Event)>,
     {
+        self.open_fields(events, OpenFields::All).await
+    }
+
+    /// [`Keyring::open_all`] of the chosen `fields` only: a reader that needs
+    /// few personal fields neither decrypts nor holds the others in the
+    /// clear.
+    pub async fn open_fields<'a, I>(&self, events: I, fields: OpenFields) -> Result<(), KeyError>
+    where
+        I: IntoIterator<Item = (Uuid, &'a mut Event)>,
+    {
         let mut events: Vec<(Uuid, &'a mut Event, String)> = events
             .into_iter()
-            .filter_map(|(id, e)| sealed_subject(e).map(|s| (id, e, s)))
+            .filter_map(|(id, e)| sealed_subject(e, fields).map(|s| (id, e, s)))
             .collect();
         if events.is_empty() {
             return Ok(());
@@ -553,7 +588,7 @@ impl Keyring {
             let Some(Slot::Live(key)) = slots.get(key_id.as_str()) else {
                 continue;
             };
-            open_event(key, key_id, *event_id, event)?;
+            open_event(key, key_id, *event_id, event, fields)?;
         }
         Ok(())
     }
@@ -643,12 +678,17 @@ fn open_event(
     key_id: &str,
     event_id: Uuid,
     event: &mut Event,
+    fields: OpenFields,
 ) -> Result<(), KeyError> {
+    let chosen = fields.of(event);
     let Some(pf) = personal_fields(event) else {
         return Ok(());
     };
     let subject = pf.subject;
     for (field, personal) in pf.fields {
+        if chosen.is_some_and(|c| !c.contains(&field)) {
+            continue;
+        }
         let Some(pb::personal::Value::Sealed(sealed)) = &personal.value else {
             continue;
         };

@@ -116,6 +116,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::model::{
     Column, ColumnType, ProjectedEvent, Projection, ProjectionError, Table, Tx, Value,
 };
+use crate::views;
 
 mod cache;
 
@@ -894,18 +895,20 @@ fn decode_read(records: Vec<RecordedEvent>) -> Vec<Decoded> {
         .collect()
 }
 
-/// Opens the personal fields of a decoded read with `keyring` (fields of
-/// erased persons stay sealed, which every view reads as absent).
+/// Opens the personal fields of a decoded read that some view reads
+/// ([`views::personal_fields_read`]) with `keyring`; the others stay sealed,
+/// as do the fields of erased persons (every view reads them as absent).
 async fn open_read(
     mut decoded: Vec<Decoded>,
     keyring: Option<&pathway_engine::Keyring>,
 ) -> Result<Read, ProjectionError> {
     if let Some(keyring) = keyring {
         keyring
-            .open_all(
+            .open_fields(
                 decoded
                     .iter_mut()
                     .filter_map(|d| d.event.as_mut().ok().map(|e| (d.event_id, e))),
+                pathway_engine::OpenFields::Only(views::personal_fields_read),
             )
             .await
             .map_err(|e| ProjectionError::Storage(format!("opening personal fields: {e}")))?;

@@ -88,6 +88,22 @@ fn year_of(d: Option<&pb::Date>) -> i32 {
     d.map_or(0, |d| d.year)
 }
 
+/// The personal fields of `e` some view reads (protobuf field numbers, as
+/// in `pathway_domain::personal::PERSONAL_FIELD_NUMBERS`): the only ones a
+/// projector opens. Names, ID and certificate numbers, phones, addresses,
+/// non-work reasons and capacity levels stay sealed. `tests/it/views.rs`
+/// checks the list is exact: sealing any other field changes no view, and
+/// sealing any listed one changes one.
+pub fn personal_fields_read(e: &Event) -> &'static [u32] {
+    match e {
+        Event::DisabilityCertificateRecorded(_) => &[4, 5],
+        Event::PersonPlaced(_) => &[8],
+        Event::LowIncomeStatusAsserted(_) => &[3],
+        Event::HouseholdIncomeReassessed(_) => &[2],
+        _ => &[],
+    }
+}
+
 /// A small personal integer (category, grade, status code) in the clear.
 fn clear_small(p: Option<&pb::Personal>) -> Option<i32> {
     clear_int(p).and_then(|i| i32::try_from(i).ok())

@@ -8,7 +8,7 @@ use pathway_domain::{
     pb,
     personal::PERSONAL_FIELD_NUMBERS,
 };
-use pathway_keys::{KeyError, Keyring, MasterKey, PostgresKeyTable, SqliteKeyTable};
+use pathway_keys::{KeyError, Keyring, MasterKey, OpenFields, PostgresKeyTable, SqliteKeyTable};
 use prost::Message;
 use prost_reflect::{DescriptorPool, Kind};
 use uuid::Uuid;
@@ -96,6 +96,27 @@ async fn check_keyring(keyring: &Keyring, other_process: &Keyring) {
         .unwrap();
     assert_eq!(name_of(&r), Some(NAME));
     assert_eq!(wage_of(&w), Some(WAGE_FEN));
+
+    // Only the chosen fields: the ID number (4) is opened, the name (3) and
+    // the address (12) stay sealed, and the placement is not looked at.
+    let (mut r, mut w) = (reg.clone(), wage.clone());
+    other_process
+        .open_fields(
+            [(id1, &mut r), (id2, &mut w)],
+            OpenFields::Only(|e| match e {
+                Event::PersonRegistered(_) => &[4],
+                _ => &[],
+            }),
+        )
+        .await
+        .unwrap();
+    let Event::PersonRegistered(opened) = &r else {
+        unreachable!()
+    };
+    assert_eq!(clear_text(opened.id_number.as_ref()), Some(ID_NUMBER));
+    assert_eq!(name_of(&r), None);
+    assert_eq!(clear_text(opened.address.as_ref()), None);
+    assert_eq!(w, wage, "a placement with no chosen field is left sealed");
 
     // A sealed value moved to another event does not open.
     let mut moved = reg.clone();

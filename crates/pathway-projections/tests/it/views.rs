@@ -7,7 +7,7 @@
 
 use std::{fmt::Write as _, fs, path::PathBuf};
 
-use pathway_domain::{Event, convert::personal_int, pb};
+use pathway_domain::{Event, convert::personal_int, pb, personal::personal_fields};
 use pathway_projections::views::{self, city_of};
 use pathway_proto::{Message, events::v1::EVENT_TYPES};
 
@@ -334,4 +334,62 @@ fn city_is_the_prefecture_of_a_region() {
     ] {
         assert_eq!(city_of(region), city, "{region}");
     }
+}
+
+#[test]
+fn projectors_open_exactly_the_personal_fields_some_view_reads() {
+    // What the projector runtime opens (`views::personal_fields_read`) must
+    // be what the views read: sealing a listed field changes a department's
+    // view (it is needed), sealing any other changes none (opening it would
+    // put a name, an ID number or an address in the clear for nothing).
+    let sealed = || pb::Personal {
+        value: Some(pb::personal::Value::Sealed(pb::Sealed {
+            key_id: "subject".into(),
+            nonce: vec![0; 24],
+            ciphertext: vec![1, 2, 3],
+        })),
+    };
+    let mut opened = 0;
+    for name in EVENT_TYPES {
+        let e = sample(name);
+        let read = views::personal_fields_read(&e);
+        let mut probe = e.clone();
+        let numbers: Vec<u32> = personal_fields(&mut probe)
+            .map(|pf| pf.fields.iter().map(|(n, _)| *n).collect())
+            .unwrap_or_default();
+        for listed in read {
+            assert!(
+                numbers.contains(listed),
+                "{name}: field {listed} is opened but is not one of its personal fields {numbers:?}"
+            );
+        }
+        let before: Vec<_> = DEPARTMENTS.iter().map(|d| render(d, &e)).collect();
+        for number in numbers {
+            let mut hidden = e.clone();
+            for (n, personal) in personal_fields(&mut hidden).unwrap().fields {
+                if n == number {
+                    *personal = sealed();
+                }
+            }
+            let after: Vec<_> = DEPARTMENTS.iter().map(|d| render(d, &hidden)).collect();
+            assert_eq!(
+                after != before,
+                read.contains(&number),
+                "{name}: field {number} is {} by the projectors, but sealing it {}",
+                if read.contains(&number) {
+                    "opened"
+                } else {
+                    "not opened"
+                },
+                if after != before {
+                    "changes a view"
+                } else {
+                    "changes no view"
+                },
+            );
+            opened += usize::from(read.contains(&number));
+        }
+    }
+    // Category and grade, the wage, the per-capita income, the status.
+    assert_eq!(opened, 5);
 }
