@@ -245,11 +245,8 @@ pub(crate) fn rows(
     table: &Table,
     filters: &[(&str, Value)],
 ) -> anyhow::Result<Vec<Vec<Value>>> {
-    let small = PolicyTable::builtin()
-        .at(chrono::Local::now().date_naive())
-        .small_cell_min;
     let mut rows = runtime::query(target, model, table, filters)?;
-    models::suppress_small_cells(model, table, &mut rows, small);
+    models::suppress_small_cells(model, table, &mut rows, chrono::Utc::now().date_naive());
     Ok(rows)
 }
 

@@ -3,7 +3,6 @@
 //! the committee's small cells suppressed.
 
 use chrono::Utc;
-use pathway_domain::policy::PolicyTable;
 use pathway_projections::{
     ProjectionError, Table, Value, models,
     runtime::{self, ReadStore},
@@ -235,12 +234,10 @@ async fn read<S, T: Send + 'static>(
 ) -> Result<(T, Vec<Vec<Value>>), ConsoleError> {
     let target = console.ctx.read_store.clone();
     let model = model.to_owned();
-    let small = PolicyTable::builtin()
-        .at(Utc::now().date_naive())
-        .small_cell_min;
+    let today = Utc::now().date_naive();
     tokio::task::spawn_blocking(move || {
         let (extra, mut rows) = read(&target, &model, &table)?;
-        models::suppress_small_cells(&model, &table, &mut rows, small);
+        models::suppress_small_cells(&model, &table, &mut rows, today);
         Ok::<_, ProjectionError>((extra, rows))
     })
     .await

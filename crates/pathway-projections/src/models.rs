@@ -63,6 +63,7 @@ mod sasac;
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
+use pathway_domain::policy::PolicyTable;
 
 use crate::{Projection, ProjectionError, Table, Tx, Value};
 
@@ -84,20 +85,16 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
 }
 
 /// Replaces, in rows of `model`'s `table` (every column, key first), each
-/// person count of [`suppressed_columns`] above zero and below
-/// `small_cell_min` by the text `"<N"`, as every reader of the committee's
-/// model is shown it.
-pub fn suppress_small_cells(
-    model: &str,
-    table: &Table,
-    rows: &mut [Vec<Value>],
-    small_cell_min: u32,
-) {
+/// person count of [`suppressed_columns`] above zero and below the
+/// small-cell minimum of the policy in force `on` that day (the built-in
+/// policy table) by the text `"<N"`, as every reader of the committee's
+/// model is shown it: the API, the console and the CLI all suppress here.
+pub fn suppress_small_cells(model: &str, table: &Table, rows: &mut [Vec<Value>], on: NaiveDate) {
     let hidden = suppressed_columns(model, table.name);
     if hidden.is_empty() {
         return;
     }
-    let small = i64::from(small_cell_min);
+    let small = i64::from(PolicyTable::builtin().at(on).small_cell_min);
     for row in rows {
         for (value, column) in row.iter_mut().zip(table.columns()) {
             if hidden.contains(&column.name)

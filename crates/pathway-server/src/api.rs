@@ -52,7 +52,7 @@ use axum::{
     routing::{get, post},
 };
 use chrono::Utc;
-use pathway_domain::{pb, person::Person, policy::PolicyTable};
+use pathway_domain::{pb, person::Person};
 use pathway_engine::{
     Engine, EngineError,
     json::{self, AnyCommand, Department},
@@ -1368,11 +1368,8 @@ fn suppressed_page(
     after: Option<&[Value]>,
     limit: usize,
 ) -> Result<runtime::Page, pathway_projections::ProjectionError> {
-    let small = PolicyTable::builtin()
-        .at(Utc::now().date_naive())
-        .small_cell_min;
     let mut page = runtime::query_page(target, model, table, filters, after, limit)?;
-    models::suppress_small_cells(model, table, &mut page.rows, small);
+    models::suppress_small_cells(model, table, &mut page.rows, Utc::now().date_naive());
     Ok(page)
 }
 

@@ -453,3 +453,52 @@ async fn auditors_replay_a_model_as_of_a_date_and_read_a_pseudonymised_history()
         404
     );
 }
+
+#[tokio::test]
+async fn the_committee_reads_small_cells_suppressed() {
+    // Harbin's 2023 basic-information checks: one person, below the
+    // policy's small-cell minimum of 5, is served as "<5"; Qiqihar's five
+    // are served as they are.
+    let app = spawn_embedded(|_, _| {}).await;
+    let dpf = token("dpf", None);
+    let mut serial = 10;
+    for (county, persons) in [(NANGANG, 1), (LONGSHA, 5)] {
+        for _ in 0..persons {
+            let person = Uuid::new_v4();
+            serial += 1;
+            for body in [
+                register(Uuid::new_v4(), person, "dpf", county, county, serial),
+                verify_basic_info(person, county),
+            ] {
+                let (status, reply) = app.post(&dpf, &body).await;
+                assert_eq!(status, 200, "{reply}");
+            }
+        }
+    }
+    app.wait_ready().await;
+    let committee = token("committee", None);
+    let (status, body) = app
+        .get(&committee, "/v1/models/committee/four_ones?year=2023")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let verified: std::collections::BTreeMap<String, serde_json::Value> = body["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            (
+                row["city"].as_str().unwrap().to_owned(),
+                row["verified"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verified,
+        [
+            (HARBIN.to_owned(), json!("<5")),
+            ("230200".to_owned(), json!(5))
+        ]
+        .into(),
+        "{body}"
+    );
+}
