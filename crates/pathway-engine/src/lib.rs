@@ -55,7 +55,7 @@ use pathway_domain::{
 };
 use pathway_proto::Message;
 use pathway_store::{
-    AppendResult, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+    AppendResult, EventStore, ExpectedVersion, NewEvent, RecordRef, RecordedEvent, StoreError,
 };
 use uuid::Uuid;
 
@@ -643,12 +643,18 @@ impl<S: EventStore + Clone> Engine<S> {
 
 /// Decodes a stored payload into a domain event.
 pub fn decode(r: &RecordedEvent) -> Result<Event, EngineError> {
+    decode_record(r.as_record_ref())
+}
+
+/// [`decode`] of a record borrowed where the store read it
+/// ([`pathway_store::EventStore::read_all_mapped`]).
+pub fn decode_record(r: RecordRef<'_>) -> Result<Event, EngineError> {
     let err = |detail: String| EngineError::Decode {
-        stream: r.stream_id.clone(),
+        stream: r.stream_id.to_owned(),
         version: r.stream_version,
         detail,
     };
-    let event = pb::Event::decode(r.payload.as_ref()).map_err(|e| err(e.to_string()))?;
+    let event = pb::Event::decode(r.payload).map_err(|e| err(e.to_string()))?;
     let kind = event
         .kind
         .ok_or_else(|| err("payload carries no event".into()))?;

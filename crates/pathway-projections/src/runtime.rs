@@ -110,7 +110,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use pathway_domain::pb;
 use pathway_store::limits::SUBSCRIPTION_POLL_INTERVAL_MS;
-use pathway_store::{EventStore, ReadFilter, RecordedEvent};
+use pathway_store::{EventStore, ReadFilter, RecordRef};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::model::{
@@ -863,36 +863,31 @@ struct EnvelopeActor {
     actor_department: i32,
 }
 
-/// Turns log records into decoded events: the one place the projectors
-/// decode (payload and envelope) what the log stores. Runs on the blocking
-/// pool, beside the next log read.
-fn decode_read(records: Vec<RecordedEvent>) -> Vec<Decoded> {
-    records
-        .into_iter()
-        .map(|record| {
-            let event = pathway_engine::decode(&record).map_err(|e| e.to_string());
-            let actor_department =
-                <EnvelopeActor as prost::Message>::decode(record.metadata.as_ref())
-                    .map(|envelope| {
-                        pb::Department::try_from(envelope.actor_department)
-                            .unwrap_or(pb::Department::Unspecified)
-                    })
-                    .map_err(|e| {
-                        format!(
-                            "stream {}: event at version {} does not decode: envelope: {e}",
-                            record.stream_id, record.stream_version
-                        )
-                    });
-            Decoded {
-                position: record.position,
-                event_id: record.event_id,
-                recorded_at: record.recorded_at,
-                stream_id: Arc::from(record.stream_id),
-                event,
-                actor_department,
-            }
+/// Turns a log record into a decoded event: the one place the projectors
+/// decode (payload and envelope) what the log stores. Runs where the store
+/// reads the record ([`EventStore::read_all_mapped`]: on the embedded
+/// store, its reader threads, without copying the record first).
+fn decode_record(record: RecordRef<'_>) -> Decoded {
+    let event = pathway_engine::decode_record(record).map_err(|e| e.to_string());
+    let actor_department = <EnvelopeActor as prost::Message>::decode(record.metadata)
+        .map(|envelope| {
+            pb::Department::try_from(envelope.actor_department)
+                .unwrap_or(pb::Department::Unspecified)
         })
-        .collect()
+        .map_err(|e| {
+            format!(
+                "stream {}: event at version {} does not decode: envelope: {e}",
+                record.stream_id, record.stream_version
+            )
+        });
+    Decoded {
+        position: record.position,
+        event_id: record.event_id,
+        recorded_at: record.recorded_at,
+        stream_id: Arc::from(record.stream_id),
+        event,
+        actor_department,
+    }
 }
 
 /// Opens the personal fields of a decoded read that some view reads
@@ -1136,8 +1131,8 @@ fn start_read<S: EventStore + Clone>(
 ) -> PendingRead {
     let store = store.clone();
     let task = tokio::spawn(async move {
-        let events = store.read_all(from, max, &ReadFilter::all()).await?;
-        for (offset, event) in (0u64..).zip(&events) {
+        let decoded = store.read_all_mapped(from, max, decode_record).await?;
+        for (offset, event) in (0u64..).zip(&decoded) {
             if event.position != from + offset {
                 return Err(ProjectionError::Storage(format!(
                     "log read from position {from} returned position {} where {} was next",
@@ -1146,12 +1141,9 @@ fn start_read<S: EventStore + Clone>(
                 )));
             }
         }
-        if events.is_empty() {
+        if decoded.is_empty() {
             return Ok(Arc::new(Vec::new()));
         }
-        let decoded = tokio::task::spawn_blocking(move || decode_read(events))
-            .await
-            .map_err(|e| ProjectionError::Storage(format!("decode task failed: {e}")))?;
         open_read(decoded, keyring.as_ref()).await
     });
     PendingRead { from, max, task }

@@ -65,8 +65,8 @@ use uuid::Uuid;
 use crate::chain::{Canonical, GENESIS, Verifier};
 use crate::limits::{APPEND_QUEUE_LEN_MAX, GROUP_COMMIT_EVENTS_MAX, VERIFY_BATCH_EVENTS};
 use crate::{
-    AppendResult, EventStore, ExpectedVersion, Head, NewEvent, ReadFilter, RecordedEvent,
-    StoreError, VerifyReport, validate,
+    AppendResult, EventStore, ExpectedVersion, Head, NewEvent, ReadFilter, RecordRef,
+    RecordedEvent, StoreError, VerifyReport, validate,
 };
 use durable::{Committed, Durability, Syncer};
 
@@ -312,10 +312,7 @@ impl EmbeddedStore {
         let durability = Arc::clone(&self.inner.durability);
         self.with_reader(move |conn, path| {
             let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events \
-                     WHERE position >= ?1 AND position <= ?2 ORDER BY position LIMIT ?3"
-                ))
+                .prepare_cached(&range_sql())
                 .map_err(|e| sqlite_error(path, "prepare read", e))?;
             let rows = stmt
                 .query(params![sql_int(from), sql_int(to), sql_int(max)])
@@ -324,6 +321,53 @@ impl EmbeddedStore {
         })
         .await
     }
+
+    /// [`Self::read_range`] with each record handed to `map` where it is
+    /// read; the positions must run densely from `from`.
+    async fn read_range_mapped<T, F>(
+        &self,
+        from: u64,
+        to: u64,
+        max: usize,
+        map: Arc<F>,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(RecordRef<'_>) -> T + Send + Sync + 'static,
+    {
+        let durability = Arc::clone(&self.inner.durability);
+        self.with_reader(move |conn, path| {
+            let mut stmt = conn
+                .prepare_cached(&range_sql())
+                .map_err(|e| sqlite_error(path, "prepare read", e))?;
+            let mut rows = stmt
+                .query(params![sql_int(from), sql_int(to), sql_int(max)])
+                .map_err(|e| sqlite_error(path, "read", e))?;
+            let mut mapped = Vec::with_capacity(max.min(VERIFY_BATCH_EVENTS));
+            let mut next = from;
+            while let Some(row) = rows.next().map_err(|e| sqlite_error(path, "read row", e))? {
+                let record = record_ref(row, path)?;
+                if record.position != next {
+                    return Err(missing_record(path, next, record.position));
+                }
+                next = next.saturating_add(1);
+                mapped.push(map(record));
+            }
+            if next > from {
+                durability.ensure(next - 1)?;
+            }
+            Ok(mapped)
+        })
+        .await
+    }
+}
+
+/// Records with `?1 <= position <= ?2`, at most `?3`, in position order.
+fn range_sql() -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE position >= ?1 AND position <= ?2 ORDER BY position LIMIT ?3"
+    )
 }
 
 #[async_trait]
@@ -428,6 +472,41 @@ impl EventStore for EmbeddedStore {
             Ok(events)
         })
         .await
+    }
+
+    #[tracing::instrument(skip_all, fields(from_position = from_position, max = max))]
+    async fn read_all_mapped<T, F>(
+        &self,
+        from_position: u64,
+        max: usize,
+        map: F,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(RecordRef<'_>) -> T + Send + Sync + 'static,
+    {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let from = from_position.max(1);
+        let map = Arc::new(map);
+        let half = max / 2;
+        let second_from = from.saturating_add(sql_int_u64(half));
+        if max >= SPLIT_READ_EVENTS_MIN && *self.inner.head.borrow() >= second_from {
+            // As `read_split`: two halves on two connections, each mapped
+            // by its own reader thread; the second counts only after a
+            // complete first.
+            let (first, second) = tokio::join!(
+                self.read_range_mapped(from, second_from - 1, half, Arc::clone(&map)),
+                self.read_range_mapped(second_from, u64::MAX, max - half, map),
+            );
+            let mut mapped = first?;
+            if mapped.len() == half {
+                mapped.extend(second?);
+            }
+            return Ok(mapped);
+        }
+        self.read_range_mapped(from, u64::MAX, max, map).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -925,6 +1004,38 @@ fn collect_events(
 }
 
 fn decode_event(row: &Row<'_>, path: &Path) -> Result<RecordedEvent, StoreError> {
+    let r = record_ref(row, path)?;
+    let corrupt = |detail: String| StoreError::Corrupted {
+        location: format!("{} position {}", path.display(), r.position),
+        detail,
+    };
+    let hash_of = |i: usize| -> Result<[u8; 32], StoreError> {
+        let bytes = row
+            .get_ref(i)
+            .map_err(|e| corrupt(format!("unreadable column: {e}")))?
+            .as_blob()
+            .map_err(|e| corrupt(format!("column {i}: {e}")))?;
+        <[u8; 32]>::try_from(bytes)
+            .map_err(|_| corrupt(format!("column {i}: hash of {} bytes, not 32", bytes.len())))
+    };
+    Ok(RecordedEvent {
+        position: r.position,
+        stream_id: r.stream_id.to_owned(),
+        stream_version: r.stream_version,
+        event_id: r.event_id,
+        event_type: r.event_type.to_owned(),
+        schema_version: r.schema_version,
+        recorded_at: r.recorded_at,
+        metadata: Bytes::copy_from_slice(r.metadata),
+        payload: Bytes::copy_from_slice(r.payload),
+        prev_hash: hash_of(9)?,
+        hash: hash_of(10)?,
+    })
+}
+
+/// A row of [`EVENT_COLUMNS`] but its hashes, checked and borrowed from
+/// the row: the one place a stored row becomes a record.
+fn record_ref<'r>(row: &'r Row<'_>, path: &Path) -> Result<RecordRef<'r>, StoreError> {
     let raw_position: i64 = row
         .get(0)
         .map_err(|e| sqlite_error(path, "read position", e))?;
@@ -934,16 +1045,16 @@ fn decode_event(row: &Row<'_>, path: &Path) -> Result<RecordedEvent, StoreError>
         detail,
     };
     let column = |e: rusqlite::Error| corrupt(format!("unreadable column: {e}"));
-    let blob = |i: usize| -> Result<&[u8], StoreError> {
-        row.get_ref(i)
-            .map_err(column)?
+    let value = |i: usize| row.get_ref(i).map_err(column);
+    let blob = |i: usize| -> Result<&'r [u8], StoreError> {
+        value(i)?
             .as_blob()
             .map_err(|e| corrupt(format!("column {i}: {e}")))
     };
-    let hash_of = |i: usize| -> Result<[u8; 32], StoreError> {
-        let bytes = blob(i)?;
-        <[u8; 32]>::try_from(bytes)
-            .map_err(|_| corrupt(format!("column {i}: hash of {} bytes, not 32", bytes.len())))
+    let text = |i: usize| -> Result<&'r str, StoreError> {
+        value(i)?
+            .as_str()
+            .map_err(|e| corrupt(format!("column {i}: {e}")))
     };
     let event_id_bytes = blob(3)?;
     let event_id = Uuid::from_slice(event_id_bytes).map_err(|_| {
@@ -956,19 +1067,17 @@ fn decode_event(row: &Row<'_>, path: &Path) -> Result<RecordedEvent, StoreError>
     let recorded_at = DateTime::from_timestamp_micros(recorded_at_micros)
         .ok_or_else(|| corrupt(format!("commit time {recorded_at_micros} µs out of range")))?;
     let stream_version: i64 = row.get(2).map_err(column)?;
-    Ok(RecordedEvent {
+    Ok(RecordRef {
         position,
-        stream_id: row.get(1).map_err(column)?,
+        stream_id: text(1)?,
         stream_version: u64::try_from(stream_version)
             .map_err(|_| corrupt(format!("stream version {stream_version}")))?,
         event_id,
-        event_type: row.get(4).map_err(column)?,
+        event_type: text(4)?,
         schema_version: row.get(5).map_err(column)?,
         recorded_at,
-        metadata: Bytes::copy_from_slice(blob(7)?),
-        payload: Bytes::copy_from_slice(blob(8)?),
-        prev_hash: hash_of(9)?,
-        hash: hash_of(10)?,
+        metadata: blob(7)?,
+        payload: blob(8)?,
     })
 }
 
@@ -978,13 +1087,18 @@ fn check_dense(from: u64, events: &[RecordedEvent], path: &Path) -> Result<(), S
     for (offset, event) in (0u64..).zip(events) {
         let expected = from.saturating_add(offset);
         if event.position != expected {
-            return Err(StoreError::Corrupted {
-                location: format!("{} position {expected}", path.display()),
-                detail: format!("record missing: read position {} next", event.position),
-            });
+            return Err(missing_record(path, expected, event.position));
         }
     }
     Ok(())
+}
+
+/// A hole in the log: `expected` was next, `found` was read.
+fn missing_record(path: &Path, expected: u64, found: u64) -> StoreError {
+    StoreError::Corrupted {
+        location: format!("{} position {expected}", path.display()),
+        detail: format!("record missing: read position {found} next"),
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ pub use error::StoreError;
 pub use subscription::Subscription;
 pub use types::{
     AppendResult, ChainBreak, ChainBreakKind, ExpectedVersion, Head, NewEvent, ReadFilter,
-    RecordedEvent, VerifyReport,
+    RecordRef, RecordedEvent, VerifyReport,
 };
 
 use async_trait::async_trait;
@@ -63,6 +63,28 @@ pub trait EventStore: Send + Sync + 'static {
         max: usize,
         filter: &ReadFilter,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The whole log from `from_position` (1-based), at most `max` records,
+    /// each handed to `map` as it is read: the same records, dense and
+    /// committed, as an unfiltered [`EventStore::read_all`], for readers that
+    /// turn every record into something else (the projectors decode them).
+    /// A backend that reads records in place (the embedded store) maps them
+    /// there, without copying each one into a [`RecordedEvent`] first.
+    async fn read_all_mapped<T, F>(
+        &self,
+        from_position: u64,
+        max: usize,
+        map: F,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(RecordRef<'_>) -> T + Send + Sync + 'static,
+    {
+        let records = self
+            .read_all(from_position, max, &ReadFilter::all())
+            .await?;
+        Ok(records.iter().map(|r| map(r.as_record_ref())).collect())
+    }
 
     /// The last position and its hash (position 0 and the genesis hash when empty).
     async fn head(&self) -> Result<Head, StoreError>;

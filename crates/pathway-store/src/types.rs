@@ -77,6 +77,39 @@ pub struct RecordedEvent {
     pub hash: [u8; 32],
 }
 
+impl RecordedEvent {
+    /// The record's fields (all but the hashes), borrowed.
+    pub fn as_record_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            position: self.position,
+            stream_id: &self.stream_id,
+            stream_version: self.stream_version,
+            event_id: self.event_id,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            recorded_at: self.recorded_at,
+            metadata: &self.metadata,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// One stored event without its hashes, borrowed from where the store read
+/// it: what [`crate::EventStore::read_all_mapped`] hands to its mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub position: u64,
+    pub stream_id: &'a str,
+    pub stream_version: u64,
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    pub schema_version: u32,
+    /// Commit time, truncated to microseconds.
+    pub recorded_at: DateTime<Utc>,
+    pub metadata: &'a [u8],
+    pub payload: &'a [u8],
+}
+
 /// The end of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {

@@ -44,6 +44,7 @@ macro_rules! conformance_tests {
             subscription_sees_each_event_once_in_order,
             subscription_waits_for_live_events,
             read_stream_and_read_all_with_filters,
+            mapped_reads_are_read_all_mapped,
             head_tracks_last_record,
             bad_input_is_rejected_and_nothing_written,
             verify_clean_log,
@@ -771,6 +772,74 @@ pub(crate) async fn read_stream_and_read_all_with_filters<S: EventStore + Clone>
             .map(|r| r.position)
             .collect();
         assert_eq!(got, expected, "read_all({from}, {max}, {filter:?})");
+    }
+}
+
+/// `read_all_mapped` hands over exactly the records an unfiltered
+/// `read_all` returns, field by field: reads that fit one query and reads
+/// large enough to be split in two (from 512 records), a partial last read,
+/// and reads past the head.
+pub(crate) async fn mapped_reads_are_read_all_mapped<S: EventStore + Clone>(store: S) {
+    type Fields = (
+        u64,
+        String,
+        u64,
+        uuid::Uuid,
+        String,
+        u32,
+        i64,
+        Vec<u8>,
+        Vec<u8>,
+    );
+    fn fields(r: pathway_store::RecordRef<'_>) -> Fields {
+        (
+            r.position,
+            r.stream_id.to_owned(),
+            r.stream_version,
+            r.event_id,
+            r.event_type.to_owned(),
+            r.schema_version,
+            r.recorded_at.timestamp_micros(),
+            r.metadata.to_vec(),
+            r.payload.to_vec(),
+        )
+    }
+    fill(&store, 1_300).await;
+    // (from, max, positions read)
+    let cases: &[(u64, usize, std::ops::RangeInclusive<u64>)] = &[
+        (1, 1_000, 1..=1_000),
+        (301, 1_000, 301..=1_300),
+        (1_000, 600, 1_000..=1_300),
+        (1, 600, 1..=600),
+        (0, 10, 1..=10),
+        (1_290, 512, 1_290..=1_300),
+        (1, 5_000, 1..=1_300),
+    ];
+    for (from, max, positions) in cases.iter().cloned() {
+        let mapped = store.read_all_mapped(from, max, fields).await.unwrap();
+        let read: Vec<Fields> = store
+            .read_all(from, max, &ReadFilter::all())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| fields(r.as_record_ref()))
+            .collect();
+        assert_eq!(
+            mapped.iter().map(|f| f.0).collect::<Vec<_>>(),
+            positions.collect::<Vec<_>>(),
+            "read_all_mapped({from}, {max})"
+        );
+        assert_eq!(mapped, read, "read_all_mapped({from}, {max})");
+    }
+    for (from, max) in [(1_301, 10), (u64::MAX, 10), (1, 0)] {
+        assert!(
+            store
+                .read_all_mapped(from, max, fields)
+                .await
+                .unwrap()
+                .is_empty(),
+            "read_all_mapped({from}, {max})"
+        );
     }
 }
 
