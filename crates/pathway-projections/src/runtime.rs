@@ -2696,12 +2696,16 @@ mod sqlite {
                 batch.push_str(&format!("DROP TABLE main.{};\n", quote(name)));
             }
             for table in projection.tables() {
+                // The same DDL as the rebuilt table's, so `SELECT *` lists
+                // the same columns in the same order, and an INSERT of a
+                // whole table into an empty one of the same shape, without
+                // a column list, lets SQLite copy the stored records as
+                // they are (its transfer optimisation) instead of decoding
+                // and re-encoding every row.
                 batch.push_str(&table_ddl("main", table));
                 batch.push_str(";\n");
-                let columns: Vec<String> = table.columns().map(|c| quote(c.name)).collect();
-                let columns = columns.join(", ");
                 batch.push_str(&format!(
-                    "INSERT INTO main.{t} ({columns}) SELECT {columns} FROM rebuild.{t};\n",
+                    "INSERT INTO main.{t} SELECT * FROM rebuild.{t};\n",
                     t = quote(table.name)
                 ));
             }
