@@ -58,7 +58,10 @@
 //!
 //! [`ReadStore::Sqlite`]: one database file per model, `<dir>/<name>.db`
 //! (WAL, `synchronous=FULL`), holding its tables and a one-row `checkpoint`
-//! table, so one SQLite transaction covers both. [`ReadStore::Postgres`]: one
+//! table, so one SQLite transaction covers both. A rebuild writes
+//! `<dir>/<name>.rebuild.db` without fsyncs (`synchronous=OFF`: the file is
+//! only ever read by its swap, which copies it into the live file in one
+//! durable transaction, and a crash leaves nothing the next rebuild keeps). [`ReadStore::Postgres`]: one
 //! schema per model, named after it, holding its tables and
 //! `<name>.checkpoint`, so a department's role can be granted exactly its own
 //! schema. Table DDL is generated from the static [`Table`] definitions;
@@ -1512,8 +1515,17 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// A model's storage: a SQLite file or a PostgreSQL schema.
 #[derive(Debug, Clone)]
 enum Location {
-    Sqlite { path: PathBuf },
-    Postgres { url: String, schema: String },
+    /// `scratch`: a rebuild's file, deleted once swapped in or when the next
+    /// rebuild starts, so its commits need not be durable (see
+    /// [`Location::rebuild`]).
+    Sqlite {
+        path: PathBuf,
+        scratch: bool,
+    },
+    Postgres {
+        url: String,
+        schema: String,
+    },
 }
 
 fn check_model_name(model: &str) -> Result<(), ProjectionError> {
@@ -1536,6 +1548,7 @@ impl Location {
         Ok(match target {
             ReadStore::Sqlite { dir } => Location::Sqlite {
                 path: dir.join(format!("{model}.db")),
+                scratch: false,
             },
             ReadStore::Postgres { url } => Location::Postgres {
                 url: url.clone(),
@@ -1549,6 +1562,7 @@ impl Location {
         Ok(match target {
             ReadStore::Sqlite { dir } => Location::Sqlite {
                 path: dir.join(format!("{model}.rebuild.db")),
+                scratch: true,
             },
             ReadStore::Postgres { url } => Location::Postgres {
                 url: url.clone(),
@@ -1561,13 +1575,22 @@ impl Location {
     fn open_for_writing(&self, projection: &dyn Projection) -> Result<Conn, ProjectionError> {
         check_tables(projection)?;
         match self {
-            Location::Sqlite { path } => {
+            Location::Sqlite { path, scratch } => {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| {
                         ProjectionError::Storage(format!("create {}: {e}", dir.display()))
                     })?;
                 }
                 let conn = sqlite::open(path, false)?.expect("opened read-write");
+                if *scratch {
+                    // Nothing reads a rebuild's file but its swap, which
+                    // copies it into the live model in one durable
+                    // transaction; after a crash the next rebuild starts
+                    // it afresh. So its own commits skip the fsyncs, and
+                    // the kernel may never write most of it out at all.
+                    conn.pragma_update(None, "synchronous", "OFF")
+                        .map_err(sqlite::error)?;
+                }
                 sqlite::create_tables(&conn, "main", projection)?;
                 Ok(Conn::Sqlite(conn, sqlite::SqliteRows::default()))
             }
@@ -1587,7 +1610,7 @@ impl Location {
     /// the model does not exist.
     fn read_checkpoint(&self) -> Result<Option<(u64, Option<i64>)>, ProjectionError> {
         match self {
-            Location::Sqlite { path } => match sqlite::open(path, true)? {
+            Location::Sqlite { path, .. } => match sqlite::open(path, true)? {
                 None => Ok(None),
                 Some(conn) => sqlite::read_checkpoint(&conn),
             },
@@ -1605,7 +1628,7 @@ impl Location {
         selection: &Selection,
     ) -> Result<Vec<Vec<Value>>, ProjectionError> {
         match self {
-            Location::Sqlite { path } => match sqlite::open(path, true)? {
+            Location::Sqlite { path, .. } => match sqlite::open(path, true)? {
                 None => Ok(Vec::new()),
                 Some(conn) => sqlite::query(&conn, table, selection),
             },
@@ -1623,7 +1646,7 @@ impl Location {
         selection: &Selection,
     ) -> Result<(u64, Vec<Vec<Value>>), ProjectionError> {
         match self {
-            Location::Sqlite { path } => match sqlite::open(path, true)? {
+            Location::Sqlite { path, .. } => match sqlite::open(path, true)? {
                 None => Ok((0, Vec::new())),
                 Some(conn) => Ok((
                     sqlite::count(&conn, table, selection)?,
@@ -1643,7 +1666,7 @@ impl Location {
     /// How many rows the selection matches (`offset` and `limit` aside).
     fn count(&self, table: &Table, selection: &Selection) -> Result<u64, ProjectionError> {
         match self {
-            Location::Sqlite { path } => match sqlite::open(path, true)? {
+            Location::Sqlite { path, .. } => match sqlite::open(path, true)? {
                 None => Ok(0),
                 Some(conn) => sqlite::count(&conn, table, selection),
             },
@@ -1661,7 +1684,7 @@ impl Location {
         column: &str,
     ) -> Result<Vec<(Vec<Value>, i64)>, ProjectionError> {
         match self {
-            Location::Sqlite { path } => match sqlite::open(path, true)? {
+            Location::Sqlite { path, .. } => match sqlite::open(path, true)? {
                 None => Ok(Vec::new()),
                 Some(conn) => sqlite::sum_by(&conn, table, by, column),
             },
@@ -1675,7 +1698,7 @@ impl Location {
     /// Removes this storage (a leftover rebuild).
     fn discard(&self) -> Result<(), ProjectionError> {
         match self {
-            Location::Sqlite { path } => sqlite::remove_files(path),
+            Location::Sqlite { path, .. } => sqlite::remove_files(path),
             Location::Postgres { url, schema } => {
                 let mut client = pg::connect(url)?;
                 client
@@ -1843,7 +1866,12 @@ fn swap(
     projection: &dyn Projection,
 ) -> Result<(), ProjectionError> {
     match (live, fresh) {
-        (Location::Sqlite { path }, Location::Sqlite { path: fresh_path }) => {
+        (
+            Location::Sqlite { path, .. },
+            Location::Sqlite {
+                path: fresh_path, ..
+            },
+        ) => {
             sqlite::swap(path, fresh_path, projection)?;
             sqlite::remove_files(fresh_path)
         }
