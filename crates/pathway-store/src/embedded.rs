@@ -289,15 +289,10 @@ impl EmbeddedStore {
         half: usize,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let second_from = from.saturating_add(sql_int_u64(half));
-        let (first, second) = tokio::join!(
-            self.read_range(from, second_from - 1, half),
-            self.read_range(second_from, u64::MAX, max - half),
-        );
-        let mut events = first?;
-        if events.len() == half {
-            events.extend(second?);
-        }
+        let events = split(from, half, max, |from, to, max| {
+            self.read_range(from, to, max)
+        })
+        .await?;
         check_dense(from, &events, &self.inner.db_path)?;
         Ok(events)
     }
@@ -309,17 +304,7 @@ impl EmbeddedStore {
         to: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let durability = Arc::clone(&self.inner.durability);
-        self.with_reader(move |conn, path| {
-            let mut stmt = conn
-                .prepare_cached(&range_sql())
-                .map_err(|e| sqlite_error(path, "prepare read", e))?;
-            let rows = stmt
-                .query(params![sql_int(from), sql_int(to), sql_int(max)])
-                .map_err(|e| sqlite_error(path, "read", e))?;
-            durable_events(collect_events(rows, path, max)?, &durability)
-        })
-        .await
+        self.read_rows(from, to, max, false, decode_event).await
     }
 
     /// [`Self::read_range`] with each record handed to `map` where it is
@@ -335,39 +320,80 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: Fn(RecordRef<'_>) -> T + Send + Sync + 'static,
     {
+        self.read_rows(from, to, max, true, move |row, path| {
+            record_ref(row, path).map(|record| map(record))
+        })
+        .await
+    }
+
+    /// The rows with `from <= position <= to`, at most `max`, in position
+    /// order, each turned into a `T` by `each` as it is read; with `dense`,
+    /// a hole in the positions from `from` is an error. The last one read
+    /// is made durable before they are returned.
+    async fn read_rows<T, F>(
+        &self,
+        from: u64,
+        to: u64,
+        max: usize,
+        dense: bool,
+        each: F,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&Row<'_>, &Path) -> Result<T, StoreError> + Send + 'static,
+    {
         let durability = Arc::clone(&self.inner.durability);
         self.with_reader(move |conn, path| {
             let mut stmt = conn
-                .prepare_cached(&range_sql())
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events \
+                     WHERE position >= ?1 AND position <= ?2 ORDER BY position LIMIT ?3"
+                ))
                 .map_err(|e| sqlite_error(path, "prepare read", e))?;
             let mut rows = stmt
                 .query(params![sql_int(from), sql_int(to), sql_int(max)])
                 .map_err(|e| sqlite_error(path, "read", e))?;
-            let mut mapped = Vec::with_capacity(max.min(VERIFY_BATCH_EVENTS));
-            let mut next = from;
+            let mut read = Vec::with_capacity(max.min(VERIFY_BATCH_EVENTS));
+            let mut last = None;
             while let Some(row) = rows.next().map_err(|e| sqlite_error(path, "read row", e))? {
-                let record = record_ref(row, path)?;
-                if record.position != next {
-                    return Err(missing_record(path, next, record.position));
+                let position: i64 = row
+                    .get(0)
+                    .map_err(|e| sqlite_error(path, "read position", e))?;
+                let position = u64::try_from(position).unwrap_or(0);
+                let expected = from.saturating_add(read.len() as u64);
+                if dense && position != expected {
+                    return Err(missing_record(path, expected, position));
                 }
-                next = next.saturating_add(1);
-                mapped.push(map(record));
+                read.push(each(row, path)?);
+                last = Some(position);
             }
-            if next > from {
-                durability.ensure(next - 1)?;
+            if let Some(last) = last {
+                durability.ensure(last)?;
             }
-            Ok(mapped)
+            Ok(read)
         })
         .await
     }
 }
 
-/// Records with `?1 <= position <= ?2`, at most `?3`, in position order.
-fn range_sql() -> String {
-    format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
-         WHERE position >= ?1 AND position <= ?2 ORDER BY position LIMIT ?3"
-    )
+/// A read of up to `max` records from `from` in two parts read at once
+/// (`read(from, to, max)` reads one): the first `half` positions and the
+/// rest, which counts only if the first part is complete.
+async fn split<T, R, Fut>(from: u64, half: usize, max: usize, read: R) -> Result<Vec<T>, StoreError>
+where
+    R: Fn(u64, u64, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, StoreError>>,
+{
+    let second_from = from.saturating_add(sql_int_u64(half));
+    let (first, second) = tokio::join!(
+        read(from, second_from - 1, half),
+        read(second_from, u64::MAX, max - half),
+    );
+    let mut records = first?;
+    if records.len() == half {
+        records.extend(second?);
+    }
+    Ok(records)
 }
 
 #[async_trait]
@@ -491,20 +517,14 @@ impl EventStore for EmbeddedStore {
         let from = from_position.max(1);
         let map = Arc::new(map);
         let half = max / 2;
-        let second_from = from.saturating_add(sql_int_u64(half));
-        if max >= SPLIT_READ_EVENTS_MIN && *self.inner.head.borrow() >= second_from {
-            // As `read_split`: two halves on two connections, each mapped
-            // by its own reader thread; the second counts only after a
-            // complete first.
-            let (first, second) = tokio::join!(
-                self.read_range_mapped(from, second_from - 1, half, Arc::clone(&map)),
-                self.read_range_mapped(second_from, u64::MAX, max - half, map),
-            );
-            let mut mapped = first?;
-            if mapped.len() == half {
-                mapped.extend(second?);
-            }
-            return Ok(mapped);
+        if max >= SPLIT_READ_EVENTS_MIN
+            && *self.inner.head.borrow() >= from.saturating_add(sql_int_u64(half))
+        {
+            // As `read_split`, each half mapped by its own reader thread.
+            return split(from, half, max, |from, to, max| {
+                self.read_range_mapped(from, to, max, Arc::clone(&map))
+            })
+            .await;
         }
         self.read_range_mapped(from, u64::MAX, max, map).await
     }
