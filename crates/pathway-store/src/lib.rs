@@ -83,7 +83,13 @@ pub trait EventStore: Send + Sync + 'static {
         let records = self
             .read_all(from_position, max, &ReadFilter::all())
             .await?;
-        Ok(records.iter().map(|r| map(r.as_record_ref())).collect())
+        // Mapping a read (decoding thousands of records) is CPU work: off
+        // the async workers, which also serve requests.
+        tokio::task::spawn_blocking(move || {
+            records.iter().map(|r| map(r.as_record_ref())).collect()
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))
     }
 
     /// The last position and its hash (position 0 and the genesis hash when empty).
