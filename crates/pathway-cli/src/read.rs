@@ -5,7 +5,7 @@
 //! one SQLite file per department); with PostgreSQL they are the department
 //! schemas of the same database.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, io::IsTerminal as _, sync::Arc};
 
 use anyhow::Context as _;
 use pathway_domain::{policy::PolicyTable, validate::CITIES};
@@ -90,7 +90,7 @@ pub(crate) async fn projections(cmd: ProjectionsCommand) -> anyhow::Result<()> {
             let projections = chosen(&models)?;
             let target = store.read_store();
             let opened = store.open().await?;
-            let options = options(store.keyring(&opened).await?);
+            let options = options(store.keyring(&opened).await?, "catching up");
             match opened {
                 AnyStore::Embedded(s) => run(s, target, projections, follow, options).await,
                 AnyStore::Postgres(s) => run(s, target, projections, follow, options).await,
@@ -103,7 +103,7 @@ pub(crate) async fn projections(cmd: ProjectionsCommand) -> anyhow::Result<()> {
             eprintln!("rebuilding {} from position 1 …", names.join(", "));
             let started = std::time::Instant::now();
             let opened = store.open().await?;
-            let options = options(store.keyring(&opened).await?);
+            let options = options(store.keyring(&opened).await?, "rebuilding");
             let checkpoints = match opened {
                 AnyStore::Embedded(s) => {
                     runtime::rebuild_many_with(&s, &target, &projections, &options).await?
@@ -191,7 +191,7 @@ pub(crate) async fn catch_up_all(
     keyring: Keyring,
 ) -> anyhow::Result<()> {
     let projections = models::all();
-    let options = options(keyring);
+    let options = options(keyring, "projecting");
     match store {
         AnyStore::Embedded(s) => {
             runtime::catch_up_many_with(s, target, &projections, &options).await?
@@ -203,12 +203,49 @@ pub(crate) async fn catch_up_all(
     Ok(())
 }
 
-/// Projector options that open personal fields with `keyring`.
-fn options(keyring: Keyring) -> ProjectorOptions {
+/// Projector options that open personal fields with `keyring` and show
+/// how far a catch-up or rebuild has read, as `label`, on stderr.
+fn options(keyring: Keyring, label: &str) -> ProjectorOptions {
     ProjectorOptions {
         keyring: Some(keyring),
+        progress: Some(progress_printer(label.to_owned())),
         ..ProjectorOptions::default()
     }
+}
+
+/// Progress of a catch-up or rebuild (`label: read/to events (P%)`): on a
+/// terminal one line updated in place at each percent, otherwise a line at
+/// each tenth; always the last. A read after a finished run starts a new
+/// one (`projections run` catches the models up one after another).
+fn progress_printer(label: String) -> runtime::Progress {
+    let tty = std::io::stderr().is_terminal();
+    let step = if tty { 1 } else { 10 };
+    // The last percent shown in this run (`None`: none yet).
+    let shown = std::sync::Mutex::new(None::<u64>);
+    Arc::new(move |read, to| {
+        let percent = (read.min(to) * 100).checked_div(to).unwrap_or(100);
+        let mut shown = shown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let done = read >= to;
+        let before = match *shown {
+            Some(100) | None => 0,
+            Some(p) => p,
+        };
+        if percent < before + step && !done {
+            return;
+        }
+        *shown = Some(percent);
+        let line = format!("  {label}: {read}/{to} events ({percent}%)");
+        if tty {
+            eprint!("\r{line}");
+            if done {
+                eprintln!();
+            }
+        } else {
+            eprintln!("{line}");
+        }
+    })
 }
 
 /// `pathway query`.

@@ -209,6 +209,12 @@ pub struct Lag {
 /// its checkpoint is, with the batch's first and last positions.
 pub type BeforeCheckpoint = Arc<dyn Fn(u64, u64) -> Result<(), ProjectionError> + Send + Sync>;
 
+/// Called by a catch-up or rebuild each time a read of the log has been
+/// handed to the models, with the last position read and the position the
+/// run goes to: how far a long run has come. (The models apply what was
+/// read within [`PROJECTOR_CHANNEL_READS_MAX`] reads of it.)
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
 /// Tuning of one projector run. `Default` uses the named limits.
 #[derive(Clone)]
 pub struct ProjectorOptions {
@@ -221,6 +227,9 @@ pub struct ProjectorOptions {
     /// Opens personal fields before the views are made; without one, every
     /// sealed field reads as absent.
     pub keyring: Option<pathway_engine::Keyring>,
+    /// Told how far a catch-up or rebuild has read (not called while
+    /// following the log).
+    pub progress: Option<Progress>,
     /// Fault injection for tests; see the module docs.
     #[doc(hidden)]
     pub before_checkpoint: Option<BeforeCheckpoint>,
@@ -233,6 +242,7 @@ impl Default for ProjectorOptions {
             batch_events_max: PROJECTOR_BATCH_EVENTS_MAX,
             batch_time_max_ms: PROJECTOR_BATCH_TIME_MAX_MS,
             keyring: None,
+            progress: None,
             before_checkpoint: None,
         }
     }
@@ -244,6 +254,7 @@ impl std::fmt::Debug for ProjectorOptions {
             .field("read_events_max", &self.read_events_max)
             .field("batch_events_max", &self.batch_events_max)
             .field("batch_time_max_ms", &self.batch_time_max_ms)
+            .field("progress", &self.progress.is_some())
             .field("before_checkpoint", &self.before_checkpoint.is_some())
             .finish()
     }
@@ -1230,6 +1241,9 @@ async fn read_log_inner<S: EventStore + Clone>(
             }
             if writers.iter().all(Option::is_none) {
                 return Err(writer_gone().into());
+            }
+            if let (Until::Position(target), Some(progress)) = (&*until, &options.progress) {
+                progress(*next - 1, *target);
             }
             continue;
         }

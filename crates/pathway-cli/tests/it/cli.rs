@@ -284,6 +284,24 @@ fn read_models_can_be_queried_reported_rebuilt_and_watched() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout(&out).contains("dpf: rebuilt to position"));
+    // Progress on stderr (not a terminal here: a line per tenth, and the
+    // last), ending with the whole log read.
+    let progress: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("  rebuilding: "))
+        .map(str::to_owned)
+        .collect();
+    let head = stdout(&out)
+        .split("dpf: rebuilt to position ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("checkpoint")
+        .to_owned();
+    assert_eq!(
+        progress.last().map(String::as_str),
+        Some(format!("{head}/{head} events (100%)").as_str()),
+        "{progress:?}"
+    );
 
     let out = pathway(&["projections", "status", "--data-dir", data]);
     let text = stdout(&out);

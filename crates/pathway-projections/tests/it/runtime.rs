@@ -426,6 +426,7 @@ on_both_backends!(
     follow_picks_up_new_events_until_shutdown,
     projectors_racing_on_one_model_apply_each_event_once,
     follow_resynchronises_after_a_rebuild,
+    catch_up_and_rebuild_report_progress,
 );
 
 // ---------------------------------------------------------------------------
@@ -739,6 +740,40 @@ async fn rebuild_produces_identical_rows<S: EventStore + Clone>(log: &S, target:
         head3
     );
     assert_eq!(stored(target), expected(log, head3).await);
+}
+
+async fn catch_up_and_rebuild_report_progress<S: EventStore + Clone>(log: &S, target: &ReadStore) {
+    append_events(log, 7, 23).await;
+    let head = head(log).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let options = ProjectorOptions {
+        progress: Some({
+            let seen = Arc::clone(&seen);
+            Arc::new(move |read, to| seen.lock().unwrap().push((read, to)))
+        }),
+        ..small_batches()
+    };
+    // Reads of 5 events: each read's last position, against the head.
+    let mut reads: Vec<u64> = (1..=head).filter(|p| p % 5 == 0).collect();
+    if head % 5 != 0 {
+        reads.push(head);
+    }
+    let expected: Vec<(u64, u64)> = reads.iter().map(|&p| (p, head)).collect();
+    let take = || std::mem::take(&mut *seen.lock().unwrap());
+    runtime::catch_up_with(log, target, moves(), &options)
+        .await
+        .unwrap();
+    assert_eq!(take(), expected);
+    // Caught up: nothing left to read, nothing reported.
+    runtime::catch_up_with(log, target, moves(), &options)
+        .await
+        .unwrap();
+    assert_eq!(take(), []);
+    // A rebuild reads from the start again.
+    runtime::rebuild_many_with(log, target, &[moves()], &options)
+        .await
+        .unwrap();
+    assert_eq!(take(), expected);
 }
 
 async fn lag_counts_positions_and_seconds_behind<S: EventStore + Clone>(
