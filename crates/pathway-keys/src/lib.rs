@@ -296,6 +296,10 @@ fn has_clear(event: &mut Event) -> bool {
 /// The subject of `event`'s sealed fields, if it has any.
 fn sealed_subject(event: &mut Event, fields: OpenFields) -> Option<String> {
     let chosen = fields.of(event);
+    if chosen.is_some_and(<[u32]>::is_empty) {
+        // Nothing of this event is wanted: not even its fields are listed.
+        return None;
+    }
     let pf = personal_fields(event)?;
     pf.fields
         .iter()

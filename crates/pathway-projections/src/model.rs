@@ -60,8 +60,8 @@ impl Table {
     }
 }
 
-/// A column value.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+/// A column value; as JSON, `null`, a boolean, an integer or a string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Value {
     Null,

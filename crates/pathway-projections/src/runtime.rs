@@ -61,10 +61,10 @@
 //! table, so one SQLite transaction covers both. A rebuild writes
 //! `<dir>/<name>.rebuild.db` without fsyncs (`synchronous=OFF`: the file is
 //! only ever read by its swap, which copies it into the live file in one
-//! durable transaction, and a crash leaves nothing the next rebuild keeps). [`ReadStore::Postgres`]: one
-//! schema per model, named after it, holding its tables and
-//! `<name>.checkpoint`, so a department's role can be granted exactly its own
-//! schema. Table DDL is generated from the static [`Table`] definitions;
+//! durable transaction, and a crash leaves nothing the next rebuild keeps).
+//! [`ReadStore::Postgres`]: one schema per model, named after it, holding
+//! its tables and `<name>.checkpoint`, so a department's role can be
+//! granted exactly its own schema. Table DDL is generated from the static [`Table`] definitions;
 //! identifiers come only from those definitions and are quoted anyway. Key
 //! columns are `NOT NULL`; integer value columns default to 0 and, like the
 //! others, may be set to NULL (an erasure), which `add` counts as 0. Text
@@ -582,11 +582,7 @@ pub fn query_page(
     after: Option<&[Value]>,
     limit: usize,
 ) -> Result<Page, ProjectionError> {
-    if !(1..=QUERY_PAGE_ROWS_MAX).contains(&limit) {
-        return Err(ProjectionError::Storage(format!(
-            "page size {limit}: must be 1 to {QUERY_PAGE_ROWS_MAX}"
-        )));
-    }
+    check_page_limit(limit)?;
     let location = Location::live(target, model)?;
     let selection = Selection {
         after: match after {
@@ -630,11 +626,7 @@ pub fn search_page(
     offset: usize,
     limit: usize,
 ) -> Result<(u64, Vec<Vec<Value>>), ProjectionError> {
-    if !(1..=QUERY_PAGE_ROWS_MAX).contains(&limit) {
-        return Err(ProjectionError::Storage(format!(
-            "page size {limit}: must be 1 to {QUERY_PAGE_ROWS_MAX}"
-        )));
-    }
+    check_page_limit(limit)?;
     let location = Location::live(target, model)?;
     let search = match search {
         None => None,
@@ -664,6 +656,17 @@ pub fn search_page(
     };
     let table = *table;
     off_runtime(move || location.count_and_query(&table, &selection))
+}
+
+/// A page holds 1 to [`QUERY_PAGE_ROWS_MAX`] rows.
+fn check_page_limit(limit: usize) -> Result<(), ProjectionError> {
+    if (1..=QUERY_PAGE_ROWS_MAX).contains(&limit) {
+        Ok(())
+    } else {
+        Err(ProjectionError::Storage(format!(
+            "page size {limit}: must be 1 to {QUERY_PAGE_ROWS_MAX}"
+        )))
+    }
 }
 
 /// Checks that `key` is a full key of `table` (one value of the right type

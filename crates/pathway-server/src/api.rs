@@ -787,18 +787,7 @@ fn decode_cursor(table: &Table, cursor: &str) -> Result<Vec<Value>, ApiError> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| bad("is not base64url"))?;
-    let values: Vec<serde_json::Value> =
-        serde_json::from_slice(&bytes).map_err(|_| bad("is not a cursor"))?;
-    let key = values
-        .into_iter()
-        .map(|v| match v {
-            serde_json::Value::Bool(b) => Ok(Value::Bool(b)),
-            serde_json::Value::String(t) => Ok(Value::Text(t)),
-            serde_json::Value::Number(n) => n.as_i64().map(Value::Int).ok_or(()),
-            _ => Err(()),
-        })
-        .collect::<Result<Vec<Value>, ()>>()
-        .map_err(|()| bad("is not a cursor"))?;
+    let key: Vec<Value> = serde_json::from_slice(&bytes).map_err(|_| bad("is not a cursor"))?;
     runtime::check_full_key(table, &key).map_err(|_| bad("does not fit this table's key"))?;
     Ok(key)
 }
