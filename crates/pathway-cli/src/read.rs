@@ -157,11 +157,13 @@ async fn run<S: EventStore + Clone>(
     follow: bool,
     options: ProjectorOptions,
 ) -> anyhow::Result<()> {
+    // All the models catch up together: the log is read, decoded and its
+    // personal fields opened once for all of them, not once per model.
+    let checkpoints = runtime::catch_up_many_with(&store, &target, &projections, &options).await?;
+    for (p, checkpoint) in projections.iter().zip(checkpoints) {
+        println!("{}: caught up to position {checkpoint}", p.name());
+    }
     if !follow {
-        for p in projections {
-            let checkpoint = runtime::catch_up_with(&store, &target, p.clone(), &options).await?;
-            println!("{}: caught up to position {checkpoint}", p.name());
-        }
         return Ok(());
     }
     let (stop, shutdown) = tokio::sync::watch::channel(false);

@@ -21,6 +21,10 @@ use pathway_store::EventStore;
 use pathway_store::embedded::EmbeddedStore;
 use pathway_store::postgres::PostgresStore;
 
+/// The `pathway` binary's allocator, so the figures match its.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Runs of each measurement (`PATHWAY_BENCH_RUNS`, default 3).
 fn runs() -> usize {
     std::env::var("PATHWAY_BENCH_RUNS")

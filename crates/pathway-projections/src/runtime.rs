@@ -1607,6 +1607,20 @@ impl Location {
                     // the kernel may never write most of it out at all.
                     conn.pragma_update(None, "synchronous", "OFF")
                         .map_err(sqlite::error)?;
+                    // Nor does it need the write-ahead log: its pages are
+                    // written once, in place, with the rollback journal
+                    // (what a failed batch rolls back) kept in memory —
+                    // and a new file's pages need none. WAL would write
+                    // every page twice (log, then checkpoint).
+                    let mode: String = conn
+                        .query_row("PRAGMA journal_mode = MEMORY", [], |row| row.get(0))
+                        .map_err(sqlite::error)?;
+                    if !mode.eq_ignore_ascii_case("memory") {
+                        return Err(ProjectionError::Storage(format!(
+                            "{}: journal mode stayed {mode}, not memory",
+                            path.display()
+                        )));
+                    }
                 }
                 sqlite::create_tables(&conn, "main", projection)?;
                 Ok(Conn::Sqlite(conn, sqlite::SqliteRows::default()))

@@ -38,6 +38,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
+use futures::FutureExt as _;
 use pathway_bus::{
     BusError,
     coordinator::{Coordinator, FileCoordinator, PgCoordinator},
@@ -299,6 +300,31 @@ impl<S: EventStore + Clone> Workers<S> {
         let mut projectors = JoinSet::new();
         if settings.projectors {
             health.set(PROJECTORS, WorkerState::Running);
+            // The models first catch up together: the log is read, decoded
+            // and its personal fields opened once for all of them (from an
+            // empty model on a long log, most of the work); then each
+            // follows on its own. Should the shared catch-up fail, each
+            // projector catches up alone.
+            let caught_up = {
+                let (store, target) = (store.clone(), read_store.clone());
+                let options = pathway_projections::runtime::ProjectorOptions {
+                    keyring: Some(keyring.clone()),
+                    ..Default::default()
+                };
+                async move {
+                    pathway_projections::runtime::catch_up_many_with(
+                        &store,
+                        &target,
+                        &models::all(),
+                        &options,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+                }
+                .boxed()
+                .shared()
+            };
             for projection in models::all() {
                 let (store, target, stop, health) = (
                     store.clone(),
@@ -311,11 +337,20 @@ impl<S: EventStore + Clone> Workers<S> {
                     ..Default::default()
                 };
                 let name = projection.name();
+                let caught_up = caught_up.clone();
                 // Named by its span: task names need tokio_unstable.
                 let span = tracing::info_span!("projector", model = name);
                 projectors.spawn(tracing::Instrument::instrument(
                     async move {
                         let mut stop = stop;
+                        // Asked to stop first: the follower below stops at
+                        // once, at its checkpoint.
+                        tokio::select! {
+                            shared = caught_up => if let Err(e) = shared {
+                                tracing::warn!(model = name, error = %e, "shared catch-up failed; catching up alone");
+                            },
+                            _ = stop.wait_for(|s| *s) => {}
+                        }
                         loop {
                             let result = pathway_projections::runtime::follow_with(
                                 &store,

@@ -322,6 +322,34 @@ fn read_models_can_be_queried_reported_rebuilt_and_watched() {
         assert_eq!(behind[3], "0", "{model} is behind: {line}");
     }
 
+    // From empty models, `projections run` brings all six to the head in
+    // one pass over the log (read, decoded and opened once for all).
+    std::fs::remove_dir_all(std::path::Path::new(data).join("models")).expect("drop the models");
+    let out = pathway(&["projections", "run", "--data-dir", data]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let caught_up: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert_eq!(
+        caught_up,
+        [
+            "dpf",
+            "hrss",
+            "civil_affairs",
+            "education",
+            "sasac",
+            "committee"
+        ]
+        .map(|model| format!("{model}: caught up to position {head}")),
+    );
+    let passes = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| *l == format!("  catching up: {head}/{head} events (100%)"))
+        .count();
+    assert_eq!(passes, 1, "{}", String::from_utf8_lossy(&out.stderr));
+
     let out = pathway(&["query", "nosuch", "--data-dir", data]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown read model"));

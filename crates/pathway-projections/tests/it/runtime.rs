@@ -965,6 +965,81 @@ async fn sqlite_rebuild_swaps_while_an_old_reader_keeps_reading() {
     assert!(!env.dir.path().join("models/test_moves.rebuild.db").exists());
 }
 
+/// A rebuild's file is written in place, its rollback journal in memory
+/// (not in a write-ahead log): a batch that fails before its checkpoint is
+/// still rolled back, the live model is untouched, and the next rebuild
+/// starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_failed_rebuild_batch_rolls_back_and_leaves_the_live_model() {
+    let env = SqliteEnv::new();
+    let (log, target) = (&env.log, &env.target);
+    append_events(log, 32, 200).await;
+    runtime::catch_up(log, target, moves()).await.unwrap();
+    let live = stored(target);
+    let live_checkpoint = runtime::read_checkpoint(target, "test_moves").unwrap();
+    append_events(log, 33, 200).await;
+    let head = head(log).await;
+
+    let fail_at = head / 2;
+    let rolled_back_to = Arc::new(std::sync::Mutex::new(None));
+    let mut options = small_batches();
+    let seen = Arc::clone(&rolled_back_to);
+    options.before_checkpoint = Some(Arc::new(move |first: u64, last: u64| {
+        if last >= fail_at {
+            *seen.lock().unwrap() = Some(first - 1);
+            return Err(ProjectionError::Storage(
+                "injected failure before the checkpoint".into(),
+            ));
+        }
+        Ok(())
+    }));
+    let err = runtime::rebuild_many_with(log, target, &[moves()], &options)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert_eq!(stored(target), live, "the live model is untouched");
+    assert_eq!(
+        runtime::read_checkpoint(target, "test_moves").unwrap(),
+        live_checkpoint
+    );
+
+    // The rebuild's file holds exactly the batches before the failed one.
+    let before = rolled_back_to.lock().unwrap().expect("the hook fired");
+    assert!(before > 0 && before < fail_at, "failed mid-log: {before}");
+    let scratch = env.dir.path().join("models/test_moves.rebuild.db");
+    let conn = rusqlite::Connection::open(&scratch).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "a rebuild's file is not a WAL database");
+    let checkpoint: i64 = conn
+        .query_row("SELECT position FROM checkpoint", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(checkpoint as u64, before);
+    let persons: Vec<(String, i64)> = conn
+        .prepare("SELECT person_ref, moves FROM persons ORDER BY person_ref")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let want: Vec<(String, i64)> = expected(log, before)
+        .await
+        .0
+        .into_iter()
+        .map(|row| match (&row[0], &row[1]) {
+            (Value::Text(p), Value::Int(m)) => (p.clone(), *m),
+            other => panic!("unexpected row {other:?}"),
+        })
+        .collect();
+    assert_eq!(persons, want);
+    drop(conn);
+
+    assert_eq!(runtime::rebuild(log, target, moves()).await.unwrap(), head);
+    assert_eq!(stored(target), expected(log, head).await);
+    assert!(!scratch.exists());
+}
+
 fn model_file(target: &ReadStore) -> std::path::PathBuf {
     match target {
         ReadStore::Sqlite { dir } => dir.join("test_moves.db"),
