@@ -398,6 +398,27 @@ fn small_batches() -> ProjectorOptions {
     }
 }
 
+/// [`small_batches`] whose first batch reaching position `fail_at` fails
+/// between its rows and its checkpoint; the second value is then the
+/// checkpoint that batch started from.
+fn failing_before_checkpoint_at(
+    fail_at: u64,
+) -> (ProjectorOptions, Arc<std::sync::Mutex<Option<u64>>>) {
+    let checkpoint_before = Arc::new(std::sync::Mutex::new(None));
+    let mut options = small_batches();
+    let seen = Arc::clone(&checkpoint_before);
+    options.before_checkpoint = Some(Arc::new(move |first: u64, last: u64| {
+        if last >= fail_at {
+            *seen.lock().unwrap() = Some(first - 1);
+            return Err(ProjectionError::Storage(
+                "injected failure before the checkpoint".into(),
+            ));
+        }
+        Ok(())
+    }));
+    (options, checkpoint_before)
+}
+
 /// Runs each scenario on SQLite (embedded log) and PostgreSQL (PostgreSQL log).
 macro_rules! on_both_backends {
     ($($scenario:ident),* $(,)?) => {$(
@@ -674,18 +695,7 @@ async fn failure_before_checkpoint_rolls_back_the_batch<S: EventStore + Clone>(
     append_events(log, 3, 200).await;
     let head = head(log).await;
     let fail_at = head / 2;
-    let checkpoint_before = Arc::new(std::sync::Mutex::new(None));
-    let mut options = small_batches();
-    let seen = Arc::clone(&checkpoint_before);
-    options.before_checkpoint = Some(Arc::new(move |first: u64, last: u64| {
-        if last >= fail_at {
-            *seen.lock().unwrap() = Some(first - 1);
-            return Err(ProjectionError::Storage(
-                "injected failure before the checkpoint".into(),
-            ));
-        }
-        Ok(())
-    }));
+    let (options, checkpoint_before) = failing_before_checkpoint_at(fail_at);
     let err = runtime::catch_up_with(log, target, moves(), &options)
         .await
         .unwrap_err();
@@ -981,18 +991,7 @@ async fn sqlite_failed_rebuild_batch_rolls_back_and_leaves_the_live_model() {
     let head = head(log).await;
 
     let fail_at = head / 2;
-    let rolled_back_to = Arc::new(std::sync::Mutex::new(None));
-    let mut options = small_batches();
-    let seen = Arc::clone(&rolled_back_to);
-    options.before_checkpoint = Some(Arc::new(move |first: u64, last: u64| {
-        if last >= fail_at {
-            *seen.lock().unwrap() = Some(first - 1);
-            return Err(ProjectionError::Storage(
-                "injected failure before the checkpoint".into(),
-            ));
-        }
-        Ok(())
-    }));
+    let (options, rolled_back_to) = failing_before_checkpoint_at(fail_at);
     let err = runtime::rebuild_many_with(log, target, &[moves()], &options)
         .await
         .unwrap_err();
