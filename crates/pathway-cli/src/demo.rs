@@ -49,7 +49,10 @@ pub(crate) struct DemoArgs {
     #[arg(long, env = "PATHWAY_DATABASE_URL")]
     database_url: Option<String>,
     /// Keep the embedded store in this directory (default: a temporary
-    /// directory removed at the end).
+    /// directory removed at the end). With --database-url, the directory of
+    /// the master key (default: PATHWAY_DATA_DIR, else `pathway-data`, as
+    /// for every other command): the log outlives the demo, and its sealed
+    /// fields open only with that key.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// File holding the master key that wraps personal-data keys (default:
@@ -63,10 +66,14 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir().context("creating a temporary directory")?;
     let location = StoreArgs {
         database_url: args.database_url.clone(),
-        data_dir: args
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| scratch.path().join("store")),
+        data_dir: args.data_dir.clone().unwrap_or_else(|| {
+            if args.database_url.is_some() {
+                std::env::var_os(crate::store::DATA_DIR_ENV)
+                    .map_or_else(|| crate::store::DATA_DIR_DEFAULT.into(), PathBuf::from)
+            } else {
+                scratch.path().join("store")
+            }
+        }),
         master_key_file: args.master_key_file.clone(),
     };
     let where_ = match &location.database_url {

@@ -7,6 +7,12 @@ use anyhow::Context as _;
 use pathway_keys::{Keyring, MasterKey};
 use pathway_store::{EventStore, embedded::EmbeddedStore, postgres::PostgresStore};
 
+/// The data directory when none is given: the embedded store and, by
+/// default, the master key live there.
+pub(crate) const DATA_DIR_DEFAULT: &str = "pathway-data";
+/// The variable that sets the data directory.
+pub(crate) const DATA_DIR_ENV: &str = "PATHWAY_DATA_DIR";
+
 /// Where the log lives.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct StoreArgs {
@@ -15,7 +21,7 @@ pub(crate) struct StoreArgs {
     #[arg(long, env = "PATHWAY_DATABASE_URL")]
     pub(crate) database_url: Option<String>,
     /// Directory of the embedded store (created if missing).
-    #[arg(long, env = "PATHWAY_DATA_DIR", default_value = "pathway-data")]
+    #[arg(long, env = DATA_DIR_ENV, default_value = DATA_DIR_DEFAULT)]
     pub(crate) data_dir: PathBuf,
     /// File holding the master key (base64 of 32 bytes) that wraps the
     /// personal-data keys. Default: the PATHWAY_MASTER_KEY variable if set,

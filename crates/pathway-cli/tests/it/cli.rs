@@ -497,3 +497,60 @@ fn saga_run_completes_phase_outs_whose_deadline_has_passed() {
         "{phased_out} households phased out, {before} were due"
     );
 }
+
+/// A demo on PostgreSQL leaves its log behind, so its master key must stay
+/// too, where every other command looks for it by default
+/// (`pathway-data/master.key` in the working directory): the next command
+/// opens the sealed fields instead of failing on an unknown master key.
+#[test]
+fn a_postgres_demo_keeps_its_master_key_for_the_next_command() {
+    let db = pathway_testkit::TestDb::create();
+    let cwd = tempfile::tempdir().expect("working directory");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pathway"))
+            .args(args)
+            .current_dir(cwd.path())
+            .env_remove("PATHWAY_DATA_DIR")
+            .env_remove("PATHWAY_MASTER_KEY")
+            .env_remove("PATHWAY_MASTER_KEY_FILE")
+            .env_remove("PATHWAY_DATABASE_URL")
+            .output()
+            .expect("run pathway")
+    };
+    let demo = run(&["demo", "--persons", "100", "--database-url", db.url()]);
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    assert!(cwd.path().join("pathway-data/master.key").is_file());
+
+    let rebuilt = run(&["projections", "rebuild", "dpf", "--database-url", db.url()]);
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    // The certificates' grades were opened: sealed, they would read as NULL.
+    let out = run(&[
+        "query",
+        "dpf",
+        "persons",
+        "--format",
+        "json",
+        "--database-url",
+        db.url(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let persons = json["tables"]["persons"].as_array().expect("rows");
+    assert_eq!(persons.len(), 100);
+    assert!(
+        persons.iter().all(|p| p["certificate_grade"].is_i64()),
+        "{persons:?}"
+    );
+}
