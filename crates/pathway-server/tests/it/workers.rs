@@ -510,3 +510,72 @@ async fn the_tail_verification_counts_a_tampered_record() {
     .await;
     app.shut_down().await;
 }
+
+/// The projectors start with one shared catch-up of every model. A model
+/// stored by another build (other columns) fails in it alone: the others
+/// still reach the head, and serve reports the one that needs a rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_model_fails_alone_while_the_others_catch_up() {
+    let db = TestDb::create();
+    let mut s = settings(&db, None);
+    s.sagas = false;
+    s.projectors = false;
+    // A log to catch up with, written before any projector runs.
+    let app = start(s.clone()).await;
+    for command in household_commands("hh-230102-00007", Uuid::new_v4()) {
+        let (status, body) = app.post(&command).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    app.shut_down().await;
+    let head = PostgresStore::connect(db.url())
+        .await
+        .expect("store")
+        .head()
+        .await
+        .expect("head")
+        .position;
+    assert!(head >= 2);
+    pathway_testkit::connect(db.url())
+        .await
+        .batch_execute(
+            "CREATE SCHEMA sasac; \
+             CREATE TABLE sasac.employers (employer_ref text PRIMARY KEY, size integer)",
+        )
+        .await
+        .expect("an older build's sasac model");
+
+    s.projectors = true;
+    let app = start(s).await;
+    let others = ["dpf", "hrss", "civil_affairs", "education", "committee"];
+    wait_for("the other models to reach the head", || async {
+        let (_, text) = app.get("/metrics").await;
+        others
+            .iter()
+            .all(|model| {
+                sample(
+                    &text,
+                    &format!("pathway_projector_lag_positions{{model=\"{model}\"}}"),
+                ) == Some(0.0)
+            })
+            .then_some(())
+    })
+    .await;
+    let body = wait_for(
+        "the changed model's failure in the health report",
+        || async {
+            let (status, body) = app.get("/readyz").await;
+            let body: Value = serde_json::from_str(&body).expect("json");
+            let projectors = body["workers"]["projectors"].as_str()?.to_owned();
+            (status == 503 && projectors.starts_with("failed: sasac")).then_some(projectors)
+        },
+    )
+    .await;
+    assert!(body.contains("rebuild the model"), "{body}");
+    let (_, text) = app.get("/metrics").await;
+    assert_eq!(
+        sample(&text, "pathway_projector_lag_positions{model=\"sasac\"}"),
+        Some(head as f64),
+        "the changed model is left as it was"
+    );
+    app.shut_down().await;
+}
