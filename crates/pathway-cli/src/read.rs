@@ -217,27 +217,22 @@ fn options(keyring: Keyring, label: &str) -> ProjectorOptions {
 
 /// Progress of a catch-up or rebuild (`label: read/to events (P%)`): on a
 /// terminal one line updated in place at each percent, otherwise a line at
-/// each tenth; always the last. A read after a finished run starts a new
-/// one (`projections run` catches the models up one after another).
+/// each tenth; always the last.
 fn progress_printer(label: String) -> runtime::Progress {
     let tty = std::io::stderr().is_terminal();
     let step = if tty { 1 } else { 10 };
-    // The last percent shown in this run (`None`: none yet).
-    let shown = std::sync::Mutex::new(None::<u64>);
+    // The last percent shown (0 before the first line).
+    let shown = std::sync::Mutex::new(0u64);
     Arc::new(move |read, to| {
         let percent = (read.min(to) * 100).checked_div(to).unwrap_or(100);
         let mut shown = shown
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let done = read >= to;
-        let before = match *shown {
-            Some(100) | None => 0,
-            Some(p) => p,
-        };
-        if percent < before + step && !done {
+        if percent < *shown + step && !done {
             return;
         }
-        *shown = Some(percent);
+        *shown = percent;
         let line = format!("  {label}: {read}/{to} events ({percent}%)");
         if tty {
             eprint!("\r{line}");

@@ -293,9 +293,9 @@ fn has_clear(event: &mut Event) -> bool {
     })
 }
 
-/// The subject of `event`'s sealed fields, if it has any.
-fn sealed_subject(event: &mut Event, fields: OpenFields) -> Option<String> {
-    let chosen = fields.of(event);
+/// The subject of `event`'s sealed fields among `chosen` (`None`: all of
+/// them), if it has any.
+fn sealed_subject(event: &mut Event, chosen: Option<&[u32]>) -> Option<String> {
     if chosen.is_some_and(<[u32]>::is_empty) {
         // Nothing of this event is wanted: not even its fields are listed.
         return None;
@@ -576,23 +576,27 @@ impl Keyring {
     where
         I: IntoIterator<Item = (Uuid, &'a mut Event)>,
     {
-        let mut events: Vec<(Uuid, &'a mut Event, String)> = events
+        // Each event with its chosen fields, worked out once.
+        let mut events: Vec<(Uuid, &'a mut Event, String, Option<&'static [u32]>)> = events
             .into_iter()
-            .filter_map(|(id, e)| sealed_subject(e, fields).map(|s| (id, e, s)))
+            .filter_map(|(id, e)| {
+                let chosen = fields.of(e);
+                sealed_subject(e, chosen).map(|s| (id, e, s, chosen))
+            })
             .collect();
         if events.is_empty() {
             return Ok(());
         }
-        let mut ids: Vec<String> = events.iter().map(|(_, _, s)| s.clone()).collect();
+        let mut ids: Vec<String> = events.iter().map(|(_, _, s, _)| s.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
         let slots: std::collections::BTreeMap<String, Slot> =
             self.slots(ids).await?.into_iter().collect();
-        for (event_id, event, key_id) in &mut events {
+        for (event_id, event, key_id, chosen) in &mut events {
             let Some(Slot::Live(key)) = slots.get(key_id.as_str()) else {
                 continue;
             };
-            open_event(key, key_id, *event_id, event, fields)?;
+            open_event(key, key_id, *event_id, event, *chosen)?;
         }
         Ok(())
     }
@@ -677,14 +681,15 @@ fn wrap_aad(key_id: &str) -> Vec<u8> {
     aad
 }
 
+/// Opens `event`'s sealed fields among `chosen` (`None`: all of them) with
+/// its subject's data key.
 fn open_event(
     key: &DataKey,
     key_id: &str,
     event_id: Uuid,
     event: &mut Event,
-    fields: OpenFields,
+    chosen: Option<&[u32]>,
 ) -> Result<(), KeyError> {
-    let chosen = fields.of(event);
     let Some(pf) = personal_fields(event) else {
         return Ok(());
     };

@@ -59,13 +59,15 @@
 //! [`ReadStore::Sqlite`]: one database file per model, `<dir>/<name>.db`
 //! (WAL, `synchronous=FULL`), holding its tables and a one-row `checkpoint`
 //! table, so one SQLite transaction covers both. A rebuild writes
-//! `<dir>/<name>.rebuild.db` without fsyncs (`synchronous=OFF`: the file is
-//! only ever read by its swap, which copies it into the live file in one
-//! durable transaction, and a crash leaves nothing the next rebuild keeps).
+//! `<dir>/<name>.rebuild.db` without fsyncs and without a write-ahead log
+//! (`synchronous=OFF`, `journal_mode=MEMORY`: the file is only ever read by
+//! its swap, which copies it into the live file in one durable transaction,
+//! and a crash leaves nothing the next rebuild keeps).
 //! [`ReadStore::Postgres`]: one schema per model, named after it, holding
 //! its tables and `<name>.checkpoint`, so a department's role can be
-//! granted exactly its own schema. Table DDL is generated from the static [`Table`] definitions;
-//! identifiers come only from those definitions and are quoted anyway. Key
+//! granted exactly its own schema. Table DDL is generated from the static
+//! [`Table`] definitions; identifiers come only from those definitions and
+//! are quoted anyway. Key
 //! columns are `NOT NULL`; integer value columns default to 0 and, like the
 //! others, may be set to NULL (an erasure), which `add` counts as 0. Text
 //! columns use the `C` collation in PostgreSQL so both backends order rows by
@@ -1598,30 +1600,12 @@ impl Location {
                         ProjectionError::Storage(format!("create {}: {e}", dir.display()))
                     })?;
                 }
-                let conn = sqlite::open(path, false)?.expect("opened read-write");
-                if *scratch {
-                    // Nothing reads a rebuild's file but its swap, which
-                    // copies it into the live model in one durable
-                    // transaction; after a crash the next rebuild starts
-                    // it afresh. So its own commits skip the fsyncs, and
-                    // the kernel may never write most of it out at all.
-                    conn.pragma_update(None, "synchronous", "OFF")
-                        .map_err(sqlite::error)?;
-                    // Nor does it need the write-ahead log: its pages are
-                    // written once, in place, with the rollback journal
-                    // (what a failed batch rolls back) kept in memory —
-                    // and a new file's pages need none. WAL would write
-                    // every page twice (log, then checkpoint).
-                    let mode: String = conn
-                        .query_row("PRAGMA journal_mode = MEMORY", [], |row| row.get(0))
-                        .map_err(sqlite::error)?;
-                    if !mode.eq_ignore_ascii_case("memory") {
-                        return Err(ProjectionError::Storage(format!(
-                            "{}: journal mode stayed {mode}, not memory",
-                            path.display()
-                        )));
-                    }
-                }
+                let access = if *scratch {
+                    sqlite::Access::Scratch
+                } else {
+                    sqlite::Access::Live
+                };
+                let conn = sqlite::open(path, access)?.expect("opened read-write");
                 sqlite::create_tables(&conn, "main", projection)?;
                 Ok(Conn::Sqlite(conn, sqlite::SqliteRows::default()))
             }
@@ -1641,7 +1625,7 @@ impl Location {
     /// the model does not exist.
     fn read_checkpoint(&self) -> Result<Option<(u64, Option<i64>)>, ProjectionError> {
         match self {
-            Location::Sqlite { path, .. } => match sqlite::open(path, true)? {
+            Location::Sqlite { path, .. } => match sqlite::open(path, sqlite::Access::Read)? {
                 None => Ok(None),
                 Some(conn) => sqlite::read_checkpoint(&conn),
             },
@@ -1659,7 +1643,7 @@ impl Location {
         selection: &Selection,
     ) -> Result<Vec<Vec<Value>>, ProjectionError> {
         match self {
-            Location::Sqlite { path, .. } => match sqlite::open(path, true)? {
+            Location::Sqlite { path, .. } => match sqlite::open(path, sqlite::Access::Read)? {
                 None => Ok(Vec::new()),
                 Some(conn) => sqlite::query(&conn, table, selection),
             },
@@ -1677,7 +1661,7 @@ impl Location {
         selection: &Selection,
     ) -> Result<(u64, Vec<Vec<Value>>), ProjectionError> {
         match self {
-            Location::Sqlite { path, .. } => match sqlite::open(path, true)? {
+            Location::Sqlite { path, .. } => match sqlite::open(path, sqlite::Access::Read)? {
                 None => Ok((0, Vec::new())),
                 Some(conn) => Ok((
                     sqlite::count(&conn, table, selection)?,
@@ -1697,7 +1681,7 @@ impl Location {
     /// How many rows the selection matches (`offset` and `limit` aside).
     fn count(&self, table: &Table, selection: &Selection) -> Result<u64, ProjectionError> {
         match self {
-            Location::Sqlite { path, .. } => match sqlite::open(path, true)? {
+            Location::Sqlite { path, .. } => match sqlite::open(path, sqlite::Access::Read)? {
                 None => Ok(0),
                 Some(conn) => sqlite::count(&conn, table, selection),
             },
@@ -1715,7 +1699,7 @@ impl Location {
         column: &str,
     ) -> Result<Vec<(Vec<Value>, i64)>, ProjectionError> {
         match self {
-            Location::Sqlite { path, .. } => match sqlite::open(path, true)? {
+            Location::Sqlite { path, .. } => match sqlite::open(path, sqlite::Access::Read)? {
                 None => Ok(Vec::new()),
                 Some(conn) => sqlite::sum_by(&conn, table, by, column),
             },
@@ -2249,12 +2233,27 @@ mod sqlite {
         format!("?{i}")
     }
 
-    /// Opens a model file; `read_only` opens an existing one only (`None`
-    /// when absent).
-    pub(super) fn open(
-        path: &Path,
-        read_only: bool,
-    ) -> Result<Option<Connection>, ProjectionError> {
+    /// How [`open`] opens a model file.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Access {
+        /// An existing file, read only (`None` when absent).
+        Read,
+        /// A live model, created if absent: write-ahead log, every commit
+        /// durable.
+        Live,
+        /// A rebuild's file. Nothing reads it but its swap, which copies it
+        /// into the live model in one durable transaction, and after a crash
+        /// the next rebuild starts it afresh. So its commits skip the fsyncs
+        /// (the kernel may never write most of it out at all), and it has no
+        /// write-ahead log: its pages are written once, in place, with the
+        /// rollback journal (what a failed batch rolls back) kept in memory
+        /// — a new file's pages need none. A WAL would write every page
+        /// twice (log, then checkpoint).
+        Scratch,
+    }
+
+    /// Opens a model file as `access` says.
+    pub(super) fn open(path: &Path, access: Access) -> Result<Option<Connection>, ProjectionError> {
         let with_path = |e: rusqlite::Error| {
             ProjectionError::Storage(format!("sqlite {}: {e}", path.display()))
         };
@@ -2266,7 +2265,7 @@ mod sqlite {
                 .map_err(with_path)?;
             Ok(conn)
         };
-        let conn = if read_only {
+        let conn = if access == Access::Read {
             if !path.exists() {
                 return Ok(None);
             }
@@ -2277,6 +2276,22 @@ mod sqlite {
                 )
                 .map_err(with_path)?,
             )?
+        } else if access == Access::Scratch {
+            let conn = busy(Connection::open(path).map_err(with_path)?)?;
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = MEMORY", [], |row| row.get(0))
+                .map_err(with_path)?;
+            if !mode.eq_ignore_ascii_case("memory") {
+                return Err(ProjectionError::Storage(format!(
+                    "sqlite {}: journal mode stayed {mode}, not memory",
+                    path.display()
+                )));
+            }
+            conn.pragma_update(None, "synchronous", "OFF")
+                .map_err(with_path)?;
+            conn.pragma_update(None, "cache_size", -SQLITE_WRITER_CACHE_KIB)
+                .map_err(with_path)?;
+            conn
         } else {
             let conn = busy(Connection::open(path).map_err(with_path)?)?;
             // Switching a new database to WAL takes an exclusive lock for
@@ -2734,7 +2749,7 @@ mod sqlite {
         fresh: &Path,
         projection: &dyn Projection,
     ) -> Result<(), ProjectionError> {
-        let mut conn = open(live, false)?.expect("opened read-write");
+        let mut conn = open(live, Access::Live)?.expect("opened read-write");
         conn.execute("ATTACH DATABASE ?1 AS rebuild", [fresh.to_string_lossy()])
             .map_err(error)?;
         let result = (|| {

@@ -305,12 +305,12 @@ impl<S: EventStore + Clone> Workers<S> {
             // empty model on a long log, most of the work); then each
             // follows on its own. Should the shared catch-up fail, each
             // projector catches up alone.
+            let options = pathway_projections::runtime::ProjectorOptions {
+                keyring: Some(keyring.clone()),
+                ..Default::default()
+            };
             let caught_up = {
-                let (store, target) = (store.clone(), read_store.clone());
-                let options = pathway_projections::runtime::ProjectorOptions {
-                    keyring: Some(keyring.clone()),
-                    ..Default::default()
-                };
+                let (store, target, options) = (store.clone(), read_store.clone(), options.clone());
                 async move {
                     pathway_projections::runtime::catch_up_many_with(
                         &store,
@@ -332,10 +332,7 @@ impl<S: EventStore + Clone> Workers<S> {
                     projectors_stop.clone(),
                     health.clone(),
                 );
-                let options = pathway_projections::runtime::ProjectorOptions {
-                    keyring: Some(keyring.clone()),
-                    ..Default::default()
-                };
+                let options = options.clone();
                 let name = projection.name();
                 let caught_up = caught_up.clone();
                 // Named by its span: task names need tokio_unstable.
