@@ -289,12 +289,11 @@ impl EmbeddedStore {
         half: usize,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let events = split(from, half, max, |from, to, max| {
-            self.read_range(from, to, max)
+        // Each part dense from its own start, as the mapped read checks it.
+        split(from, half, max, |from, to, max| {
+            self.read_rows(from, to, max, true, decode_event)
         })
-        .await?;
-        check_dense(from, &events, &self.inner.db_path)?;
-        Ok(events)
+        .await
     }
 
     /// Records with `from <= position <= to`, at most `max`, in position order.
@@ -304,7 +303,7 @@ impl EmbeddedStore {
         to: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read_rows(from, to, max, false, decode_event).await
+        self.read_rows(from, to, max, true, decode_event).await
     }
 
     /// [`Self::read_range`] with each record handed to `map` where it is

@@ -180,6 +180,56 @@ async fn reads_report_a_hole_instead_of_skipping_it() {
     assert_eq!(subscription.position(), 1);
 }
 
+/// Large reads run as two parts at once; a hole in either part is
+/// reported, by `read_all` and by `read_all_mapped` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_reads_report_a_hole_in_either_half() {
+    let (store, _dir) = fresh_store().await;
+    for batch in 0..12 {
+        store
+            .append(
+                &format!("person-{batch}"),
+                ExpectedVersion::Any,
+                new_events("s", 100),
+            )
+            .await
+            .unwrap();
+    }
+    tamper(&store, Tamper::DeleteRow { position: 4 }).await;
+    tamper(&store, Tamper::DeleteRow { position: 800 }).await;
+    // From 1 the hole is in the first part; from 5 (parts 5..=504 and
+    // 505..) in the second.
+    for (from, hole) in [(1u64, 4u64), (5, 800)] {
+        let check = |what: &str, result: Result<usize, StoreError>| match result {
+            Err(StoreError::Corrupted { location, detail }) => {
+                assert!(
+                    location.ends_with(&format!("events.db position {hole}")),
+                    "{what}({from}): {location}"
+                );
+                assert_eq!(
+                    detail,
+                    format!("record missing: read position {} next", hole + 1)
+                );
+            }
+            other => panic!("{what}({from}): expected Corrupted, got {other:?}"),
+        };
+        check(
+            "read_all",
+            store
+                .read_all(from, 1000, &ReadFilter::all())
+                .await
+                .map(|r| r.len()),
+        );
+        check(
+            "read_all_mapped",
+            store
+                .read_all_mapped(from, 1000, |r| r.position)
+                .await
+                .map(|r| r.len()),
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_refuses_a_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
