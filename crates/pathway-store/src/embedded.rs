@@ -296,14 +296,16 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Records with `from <= position <= to`, at most `max`, in position order.
+    /// Records with `from <= position <= to`, at most `max`, in position
+    /// order, holes included: the chain verification reads with it, to
+    /// report a missing record where it is.
     async fn read_range(
         &self,
         from: u64,
         to: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read_rows(from, to, max, true, decode_event).await
+        self.read_rows(from, to, max, false, decode_event).await
     }
 
     /// [`Self::read_range`] with each record handed to `map` where it is
