@@ -90,7 +90,11 @@ pub(crate) async fn projections(cmd: ProjectionsCommand) -> anyhow::Result<()> {
             let projections = chosen(&models)?;
             let target = store.read_store();
             let opened = store.open().await?;
-            let options = options(store.keyring(&opened).await?, "catching up");
+            let options = options(
+                store.keyring(&opened).await?,
+                "catching up",
+                ProjectorOptions::default(),
+            );
             match opened {
                 AnyStore::Embedded(s) => run(s, target, projections, follow, options).await,
                 AnyStore::Postgres(s) => run(s, target, projections, follow, options).await,
@@ -103,7 +107,11 @@ pub(crate) async fn projections(cmd: ProjectionsCommand) -> anyhow::Result<()> {
             eprintln!("rebuilding {} from position 1 …", names.join(", "));
             let started = std::time::Instant::now();
             let opened = store.open().await?;
-            let options = options(store.keyring(&opened).await?, "rebuilding");
+            let options = options(
+                store.keyring(&opened).await?,
+                "rebuilding",
+                ProjectorOptions::rebuild(),
+            );
             let checkpoints = match opened {
                 AnyStore::Embedded(s) => {
                     runtime::rebuild_many_with(&s, &target, &projections, &options).await?
@@ -193,7 +201,7 @@ pub(crate) async fn catch_up_all(
     keyring: Keyring,
 ) -> anyhow::Result<()> {
     let projections = models::all();
-    let options = options(keyring, "projecting");
+    let options = options(keyring, "projecting", ProjectorOptions::default());
     match store {
         AnyStore::Embedded(s) => {
             runtime::catch_up_many_with(s, target, &projections, &options).await?
@@ -205,13 +213,13 @@ pub(crate) async fn catch_up_all(
     Ok(())
 }
 
-/// Projector options that open personal fields with `keyring` and show
-/// how far a catch-up or rebuild has read, as `label`, on stderr.
-fn options(keyring: Keyring, label: &str) -> ProjectorOptions {
+/// `defaults` with personal fields opened by `keyring` and how far a
+/// catch-up or rebuild has read shown, as `label`, on stderr.
+fn options(keyring: Keyring, label: &str, defaults: ProjectorOptions) -> ProjectorOptions {
     ProjectorOptions {
         keyring: Some(keyring),
         progress: Some(progress_printer(label.to_owned())),
-        ..ProjectorOptions::default()
+        ..defaults
     }
 }
 

@@ -38,6 +38,8 @@
 //! most [`PROJECTOR_BATCH_EVENTS_MAX`] events, and stops adding to it after
 //! [`PROJECTOR_BATCH_TIME_MAX_MS`]: a follower takes the reads already
 //! waiting, a catch-up waits for the reads still to come up to its target.
+//! A rebuild's batches are larger ([`ProjectorOptions::rebuild`]): its
+//! fresh storage is read by nobody until the swap.
 //!
 //! [`catch_up_many`] and [`rebuild_many`] run one reader for several
 //! models: each read is decoded once and sent to every model's writer,
@@ -133,6 +135,10 @@ pub const PROJECTOR_READ_EVENTS_MAX: usize = 4_000;
 pub const PROJECTOR_BATCH_EVENTS_MAX: usize = 100_000;
 /// A batch transaction takes no further reads after being open this long.
 pub const PROJECTOR_BATCH_TIME_MAX_MS: u64 = 1_000;
+/// Events one batch of a rebuild applies at most ([`ProjectorOptions::rebuild`]).
+pub const REBUILD_BATCH_EVENTS_MAX: usize = 1_000_000;
+/// A rebuild's batch takes no further reads after being open this long.
+pub const REBUILD_BATCH_TIME_MAX_MS: u64 = 60_000;
 /// Reads waiting between the log reader and the writer thread.
 pub const PROJECTOR_CHANNEL_READS_MAX: usize = 8;
 /// Log reads (each decoded on the blocking pool) in flight ahead of the one
@@ -246,6 +252,23 @@ impl Default for ProjectorOptions {
             keyring: None,
             progress: None,
             before_checkpoint: None,
+        }
+    }
+}
+
+impl ProjectorOptions {
+    /// The defaults for a rebuild: batches of up to
+    /// [`REBUILD_BATCH_EVENTS_MAX`] events or [`REBUILD_BATCH_TIME_MAX_MS`].
+    /// A batch commit is what makes a live model's progress durable and
+    /// visible; a rebuild's fresh storage is read by nobody and discarded
+    /// when a rebuild starts, so a commit there buys nothing, and costs a
+    /// write of every row the batch changed (a row changed in ten batches is
+    /// written ten times, and each time as an upsert, since it is stored).
+    pub fn rebuild() -> Self {
+        ProjectorOptions {
+            batch_events_max: REBUILD_BATCH_EVENTS_MAX,
+            batch_time_max_ms: REBUILD_BATCH_TIME_MAX_MS,
+            ..ProjectorOptions::default()
         }
     }
 }
@@ -439,7 +462,7 @@ pub async fn rebuild<S: EventStore + Clone>(
         blocking(move || fresh.discard()).await?;
     }
     let head = store.head().await?.position;
-    let options = ProjectorOptions::default();
+    let options = ProjectorOptions::rebuild();
     let checkpoint = run(store, &fresh, &projection, &options, Until::Position(head)).await?;
     let started = Instant::now();
     {
@@ -463,7 +486,7 @@ pub async fn rebuild_many<S: EventStore + Clone>(
     target: &ReadStore,
     projections: &[Arc<dyn Projection>],
 ) -> Result<Vec<u64>, ProjectionError> {
-    rebuild_many_with(store, target, projections, &ProjectorOptions::default()).await
+    rebuild_many_with(store, target, projections, &ProjectorOptions::rebuild()).await
 }
 
 /// [`rebuild_many`] with explicit options.
