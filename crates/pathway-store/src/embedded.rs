@@ -139,8 +139,19 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;",
 ];
 
-const EVENT_COLUMNS: &str = "position, stream_id, stream_version, event_id, event_type, \
-     schema_version, recorded_at_micros, metadata, payload, prev_hash, hash";
+/// The column list of [`RECORD_COLUMNS`], as a literal to build on.
+macro_rules! record_columns {
+    () => {
+        "position, stream_id, stream_version, event_id, event_type, \
+         schema_version, recorded_at_micros, metadata, payload"
+    };
+}
+
+/// The columns of a record ([`record_ref`]), without its hashes: what a
+/// mapped read hands on (SQLite copies every blob column it returns).
+const RECORD_COLUMNS: &str = record_columns!();
+/// The columns of a stored event ([`decode_event`]): a record and its hashes.
+const EVENT_COLUMNS: &str = concat!(record_columns!(), ", prev_hash, hash");
 
 const INSERT_EVENT: &str = "INSERT INTO events (position, stream_id, stream_version, event_id, \
      event_type, schema_version, recorded_at_micros, metadata, payload, prev_hash, hash) \
@@ -291,7 +302,7 @@ impl EmbeddedStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         // Each part dense from its own start, as the mapped read checks it.
         split(from, half, max, |from, to, max| {
-            self.read_rows(from, to, max, true, decode_event)
+            self.read_rows(EVENT_COLUMNS, from, to, max, true, decode_event)
         })
         .await
     }
@@ -305,7 +316,8 @@ impl EmbeddedStore {
         to: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read_rows(from, to, max, false, decode_event).await
+        self.read_rows(EVENT_COLUMNS, from, to, max, false, decode_event)
+            .await
     }
 
     /// [`Self::read_range`] with each record handed to `map` where it is
@@ -321,18 +333,19 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: Fn(RecordRef<'_>) -> T + Send + Sync + 'static,
     {
-        self.read_rows(from, to, max, true, move |row, path| {
+        self.read_rows(RECORD_COLUMNS, from, to, max, true, move |row, path| {
             record_ref(row, path).map(|record| map(record))
         })
         .await
     }
 
-    /// The rows with `from <= position <= to`, at most `max`, in position
-    /// order, each turned into a `T` by `each` as it is read; with `dense`,
-    /// a hole in the positions from `from` is an error. The last one read
-    /// is made durable before they are returned.
+    /// The `columns` of the rows with `from <= position <= to`, at most
+    /// `max`, in position order, each turned into a `T` by `each` as it is
+    /// read; with `dense`, a hole in the positions from `from` is an error.
+    /// The last one read is made durable before they are returned.
     async fn read_rows<T, F>(
         &self,
+        columns: &'static str,
         from: u64,
         to: u64,
         max: usize,
@@ -347,7 +360,7 @@ impl EmbeddedStore {
         self.with_reader(move |conn, path| {
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events \
+                    "SELECT {columns} FROM events \
                      WHERE position >= ?1 AND position <= ?2 ORDER BY position LIMIT ?3"
                 ))
                 .map_err(|e| sqlite_error(path, "prepare read", e))?;
@@ -1054,8 +1067,9 @@ fn decode_event(row: &Row<'_>, path: &Path) -> Result<RecordedEvent, StoreError>
     })
 }
 
-/// A row of [`EVENT_COLUMNS`] but its hashes, checked and borrowed from
-/// the row: the one place a stored row becomes a record.
+/// A row of [`RECORD_COLUMNS`] (the first columns of [`EVENT_COLUMNS`]),
+/// checked and borrowed from the row: the one place a stored row becomes a
+/// record.
 fn record_ref<'r>(row: &'r Row<'_>, path: &Path) -> Result<RecordRef<'r>, StoreError> {
     let raw_position: i64 = row
         .get(0)
