@@ -12,7 +12,7 @@ use pathway_domain::{policy::PolicyTable, validate::CITIES};
 use pathway_engine::Keyring;
 use pathway_projections::{
     Projection, Table, Value, models,
-    runtime::{self, ProjectorOptions, ReadStore},
+    runtime::{self, Followed, ProjectorOptions, ReadStore},
 };
 use pathway_store::EventStore;
 use serde_json::json;
@@ -174,22 +174,55 @@ async fn run<S: EventStore + Clone>(
     if !follow {
         return Ok(());
     }
+    // Then they follow together: one reader for all of them.
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    for p in projections {
-        let (store, target, shutdown) = (store.clone(), target.clone(), shutdown.clone());
-        let options = options.clone();
-        tasks.spawn(
-            async move { runtime::follow_with(&store, &target, p, shutdown, &options).await },
-        );
-    }
     eprintln!("following the log; Ctrl-C or SIGTERM to stop");
     // SIGTERM too: systemd and Kubernetes stop a service with it.
-    pathway_server::shutdown_signal().await;
-    stop.send(true).ok();
-    while let Some(done) = tasks.join_next().await {
-        done.context("projector task")??;
+    let signal = tokio::spawn(async move {
+        pathway_server::shutdown_signal().await;
+        stop.send(true).ok();
+    });
+    // Per model, the checkpoint a rebuild last moved it to, and how often in
+    // a row it was moved without getting further (another projector racing).
+    let mut moved: Vec<(u64, u32)> = vec![(0, 0); projections.len()];
+    loop {
+        let ends =
+            runtime::follow_many_with(&store, &target, &projections, shutdown.clone(), &options)
+                .await?;
+        if *shutdown.borrow() {
+            break;
+        }
+        for ((p, end), moved) in projections.iter().zip(ends).zip(&mut moved) {
+            match end {
+                Followed::Stopped(_) => {}
+                Followed::Failed(e) => {
+                    signal.abort();
+                    return Err(anyhow::Error::new(e).context(format!("read model {}", p.name())));
+                }
+                Followed::Moved { expected, found } => {
+                    *moved = if found > moved.0 {
+                        (found, 1)
+                    } else {
+                        (found, moved.1 + 1)
+                    };
+                    if moved.1 > runtime::PROJECTOR_RESYNCS_MAX {
+                        signal.abort();
+                        anyhow::bail!(
+                            "read model {}: checkpoint keeps moving under the projector \
+                             (expected {expected}, found {found}): is another projector running?",
+                            p.name()
+                        );
+                    }
+                    eprintln!(
+                        "{}: checkpoint moved from {expected} to {found} by another writer \
+                         (a rebuild?); following on from there",
+                        p.name()
+                    );
+                }
+            }
+        }
     }
+    signal.abort();
     Ok(())
 }
 

@@ -342,15 +342,7 @@ pub async fn catch_up_many_with<S: EventStore + Clone>(
     options: &ProjectorOptions,
 ) -> Result<Vec<u64>, ProjectionError> {
     assert!(options.read_events_max > 0 && options.batch_events_max > 0);
-    let models = projections
-        .iter()
-        .map(|projection| {
-            Ok(Model {
-                location: Location::live(target, projection.name())?,
-                projection: Arc::clone(projection),
-            })
-        })
-        .collect::<Result<Vec<_>, ProjectionError>>()?;
+    let models = live_models(target, projections)?;
     let head = store.head().await?.position;
     let started = Instant::now();
     let (checkpoints, applied) = project_many(store, &models, options, head).await?;
@@ -444,6 +436,52 @@ pub async fn follow_with<S: EventStore + Clone>(
         Until::Shutdown(shutdown),
     )
     .await
+}
+
+/// How one model of a [`follow_many_with`] run ended.
+#[derive(Debug)]
+pub enum Followed {
+    /// Stopped at this checkpoint, every batch committed: asked to stop, or
+    /// another model of the run ended.
+    Stopped(u64),
+    /// Another writer moved its checkpoint (a rebuild's swap): follow it
+    /// again ([`follow_with`] resynchronises on its own).
+    Moved { expected: u64, found: u64 },
+    /// It failed; its checkpoint is where its last committed batch left it.
+    Failed(ProjectionError),
+}
+
+/// [`follow_with`] of several models with one reader: each new event is
+/// read, decoded and its personal fields opened once for all of them (as
+/// [`catch_up_many`] does up to a position), then given to each model's
+/// writer. Runs until `shutdown` turns true or one model ends (fails, or
+/// finds its checkpoint moved); the others then stop at their checkpoints,
+/// so a caller can follow them together again and deal with that one alone.
+/// Returns how each model ended, in order; `Err` when the shared reader
+/// failed (every model stopped at its checkpoint).
+#[tracing::instrument(skip_all, fields(projections = projections.len()))]
+pub async fn follow_many_with<S: EventStore + Clone>(
+    store: &S,
+    target: &ReadStore,
+    projections: &[Arc<dyn Projection>],
+    shutdown: watch::Receiver<bool>,
+    options: &ProjectorOptions,
+) -> Result<Vec<Followed>, ProjectionError> {
+    assert!(options.read_events_max > 0 && options.batch_events_max > 0);
+    let models = live_models(target, projections)?;
+    let mut until = Until::FirstEnd(shutdown);
+    let (results, read_result) = pipeline_many(store, &models, options, &mut until).await;
+    if let Err(PipelineError::Failed(e)) = read_result {
+        return Err(e);
+    }
+    Ok(results
+        .into_iter()
+        .map(|result| match result {
+            Ok((checkpoint, _)) => Followed::Stopped(checkpoint),
+            Err(PipelineError::Moved { expected, found }) => Followed::Moved { expected, found },
+            Err(PipelineError::Failed(e)) => Followed::Failed(e),
+        })
+        .collect())
 }
 
 /// Projects the whole log (up to the head at the time of the call) into
@@ -862,6 +900,9 @@ enum Until {
     Position(u64),
     /// Follow the log until this turns true.
     Shutdown(watch::Receiver<bool>),
+    /// Follow the log until this turns true or one of the writers stops
+    /// (the others then stop at their checkpoints).
+    FirstEnd(watch::Receiver<bool>),
 }
 
 /// How one pipeline run ended short of its goal.
@@ -951,6 +992,22 @@ async fn open_read(
             .map_err(|e| ProjectionError::Storage(format!("opening personal fields: {e}")))?;
     }
     Ok(Arc::new(decoded))
+}
+
+/// The live models of `projections` in `target`.
+fn live_models(
+    target: &ReadStore,
+    projections: &[Arc<dyn Projection>],
+) -> Result<Vec<Model>, ProjectionError> {
+    projections
+        .iter()
+        .map(|projection| {
+            Ok(Model {
+                location: Location::live(target, projection.name())?,
+                projection: Arc::clone(projection),
+            })
+        })
+        .collect()
 }
 
 /// A model a pipeline projects into.
@@ -1058,7 +1115,7 @@ async fn pipeline_many<S: EventStore + Clone>(
             options: options.clone(),
             catch_up_to: match until {
                 Until::Position(head) => Some(*head),
-                Until::Shutdown(_) => None,
+                Until::Shutdown(_) | Until::FirstEnd(_) => None,
             },
             runtime: tokio::runtime::Handle::current(),
         };
@@ -1123,6 +1180,10 @@ async fn pipeline_many<S: EventStore + Clone>(
                     "projector started"
                 );
             }
+        }
+        if matches!(until, Until::FirstEnd(_)) && early.iter().any(Option::is_some) {
+            // A model that could not start ends the run before it reads.
+            return Ok(());
         }
         let Some(lowest) = (0..models.len())
             .filter(|i| senders[*i].is_some())
@@ -1222,6 +1283,7 @@ async fn read_log_inner<S: EventStore + Clone>(
 ) -> Result<(), PipelineError> {
     let mut head_changes = store.head_changes();
     let poll_interval = Duration::from_millis(SUBSCRIPTION_POLL_INTERVAL_MS);
+    let first_end = matches!(until, Until::FirstEnd(_));
     // The first position no read in flight covers.
     let mut queued = *next;
     // Whether the last read came back full (more is likely waiting).
@@ -1233,9 +1295,11 @@ async fn read_log_inner<S: EventStore + Clone>(
                 Until::Position(target) => {
                     options.read_events_max.min((*target - queued + 1) as usize)
                 }
-                Until::Shutdown(_) if !pending.is_empty() && !full => break,
-                Until::Shutdown(shutdown) if *shutdown.borrow() => break,
-                Until::Shutdown(_) => options.read_events_max,
+                Until::Shutdown(_) | Until::FirstEnd(_) if !pending.is_empty() && !full => break,
+                Until::Shutdown(shutdown) | Until::FirstEnd(shutdown) if *shutdown.borrow() => {
+                    break;
+                }
+                Until::Shutdown(_) | Until::FirstEnd(_) => options.read_events_max,
             };
             head_changes.borrow_and_update();
             pending.push_back(start_read(store, queued, max, options.keyring.clone()));
@@ -1270,6 +1334,9 @@ async fn read_log_inner<S: EventStore + Clone>(
             if writers.iter().all(Option::is_none) {
                 return Err(writer_gone().into());
             }
+            if first_end && writers.iter().any(Option::is_none) {
+                return Ok(());
+            }
             if let (Until::Position(target), Some(progress)) = (&*until, &options.progress) {
                 progress(*next - 1, *target);
             }
@@ -1282,7 +1349,7 @@ async fn read_log_inner<S: EventStore + Clone>(
                 ))
                 .into());
             }
-            Until::Shutdown(shutdown) => {
+            Until::Shutdown(shutdown) | Until::FirstEnd(shutdown) => {
                 if *shutdown.borrow() {
                     return Ok(());
                 }
@@ -1301,8 +1368,19 @@ async fn read_log_inner<S: EventStore + Clone>(
                             // rebuild swap) moved the checkpoint, so the model
                             // does not sit at a stale position until the next
                             // event. Skipped when a channel is busy anyway.
-                            for sender in writers.iter().flatten() {
-                                let _ = sender.try_send(Arc::new(Vec::new()));
+                            for writer in writers.iter_mut() {
+                                if let Some(sender) = writer
+                                    && let Err(mpsc::error::TrySendError::Closed(_)) =
+                                        sender.try_send(Arc::new(Vec::new()))
+                                {
+                                    *writer = None;
+                                }
+                            }
+                            if writers.iter().all(Option::is_none) {
+                                return Err(writer_gone().into());
+                            }
+                            if first_end && writers.iter().any(Option::is_none) {
+                                return Ok(());
                             }
                         }
                     }
@@ -1316,6 +1394,9 @@ async fn read_log_inner<S: EventStore + Clone>(
                         }
                         if writers.iter().all(Option::is_none) {
                             return Err(writer_gone().into());
+                        }
+                        if first_end {
+                            return Ok(());
                         }
                     }
                 }

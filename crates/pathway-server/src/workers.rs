@@ -12,6 +12,13 @@
 //! instances stand by and take over within seconds when the leader's lock
 //! ends.
 //!
+//! Projectors: the models catch up and then follow the log together, with
+//! one reader ([`runtime::follow_many_with`]): each new event is read,
+//! decoded and its personal fields opened once for all of them. A model
+//! that fails, or whose checkpoint a rebuild moves, leaves the group and
+//! follows on its own from then on, restarting after each failure; the
+//! others go on together.
+//!
 //! Health: every worker reports its state (`off`, `standby`, `running`,
 //! `failed: …`) to [`WorkerHealth`]; `/readyz` lists them and answers 503
 //! while one has failed ([`readiness`]); `pathway_worker_up{worker}` follows
@@ -38,17 +45,19 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use futures::FutureExt as _;
 use pathway_bus::{
     BusError,
     coordinator::{Coordinator, FileCoordinator, PgCoordinator},
     relay::Relay,
 };
-use pathway_projections::{ProjectionError, models, runtime::ReadStore};
+use pathway_projections::{
+    Projection, ProjectionError, models,
+    runtime::{self, Followed, ProjectorOptions, ReadStore},
+};
 use pathway_saga::{LeaderLock, WorkflowOptions, WorkflowStatus};
 use pathway_store::{EventStore, postgres::PostgresStore};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::{Settings, metrics::Metrics};
@@ -202,6 +211,8 @@ pub struct Workers<S> {
     others: JoinSet<()>,
     stop_projectors: watch::Sender<bool>,
     projectors: JoinSet<(&'static str, Result<u64, ProjectionError>)>,
+    /// The task that runs the models following together (`follow_together`).
+    projector_group: Option<tokio::task::JoinHandle<()>>,
     projectors_on: bool,
     keyring: pathway_engine::Keyring,
 }
@@ -296,91 +307,48 @@ impl<S: EventStore + Clone> Workers<S> {
         let mut others = JoinSet::new();
         let w = &settings.workers;
 
-        // Projectors.
+        // Projectors: the models catch up together and then follow the log
+        // together (`follow_together`), each event read, decoded and its
+        // personal fields opened once for all of them. A model that fails
+        // or finds its checkpoint moved leaves the group and follows on its
+        // own (`follow_alone`), restarting after failures.
         let mut projectors = JoinSet::new();
+        let mut projector_group = None;
         if settings.projectors {
             health.set(PROJECTORS, WorkerState::Running);
-            // The models first catch up together: the log is read, decoded
-            // and its personal fields opened once for all of them (from an
-            // empty model on a long log, most of the work); then each
-            // follows on its own. Should the shared catch-up fail, each
-            // projector catches up alone.
             let options = pathway_projections::runtime::ProjectorOptions {
                 keyring: Some(keyring.clone()),
                 ..Default::default()
             };
-            let caught_up = {
-                let (store, target, options) = (store.clone(), read_store.clone(), options.clone());
-                async move {
-                    pathway_projections::runtime::catch_up_many_with(
-                        &store,
-                        &target,
-                        &models::all(),
-                        &options,
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-                }
-                .boxed()
-                .shared()
-            };
+            let mut members = Vec::new();
             for projection in models::all() {
-                let (store, target, stop, health) = (
+                let (left_tx, left) = tokio::sync::oneshot::channel();
+                members.push((Arc::clone(&projection), left_tx));
+                let name = projection.name();
+                let run = follow_alone(
                     store.clone(),
                     read_store.clone(),
+                    projection,
                     projectors_stop.clone(),
+                    options.clone(),
                     health.clone(),
+                    left,
                 );
-                let options = options.clone();
-                let name = projection.name();
-                let caught_up = caught_up.clone();
                 // Named by its span: task names need tokio_unstable.
                 let span = tracing::info_span!("projector", model = name);
-                projectors.spawn(tracing::Instrument::instrument(
-                    async move {
-                        let mut stop = stop;
-                        // Asked to stop first: the follower below stops at
-                        // once, at its checkpoint.
-                        tokio::select! {
-                            shared = caught_up => if let Err(e) = shared {
-                                tracing::warn!(model = name, error = %e, "shared catch-up failed; catching up alone");
-                            },
-                            _ = stop.wait_for(|s| *s) => {}
-                        }
-                        loop {
-                            let result = pathway_projections::runtime::follow_with(
-                                &store,
-                                &target,
-                                Arc::clone(&projection),
-                                stop.clone(),
-                                &options,
-                            )
-                            .await;
-                            let Err(e) = &result else {
-                                return (name, result);
-                            };
-                            // A database restart or a lost connection: the
-                            // checkpoint makes a restart exactly-once, so try
-                            // again after a pause until asked to stop.
-                            tracing::error!(model = name, error = %e, "projector failed; restarting");
-                            health.set(PROJECTORS, WorkerState::Failed(format!("{name}: {e}")));
-                            let pause = tokio::time::sleep(Duration::from_millis(
-                                PROJECTOR_RESTART_BACKOFF_MS,
-                            ));
-                            tokio::select! {
-                                _ = pause => {}
-                                _ = stop.wait_for(|s| *s) => return (name, result),
-                            }
-                            if *stop.borrow() {
-                                return (name, result);
-                            }
-                            health.set(PROJECTORS, WorkerState::Running);
-                        }
-                    },
-                    span,
-                ));
+                projectors.spawn(tracing::Instrument::instrument(run, span));
             }
+            projector_group = Some(tokio::spawn(tracing::Instrument::instrument(
+                follow_together(
+                    store.clone(),
+                    read_store.clone(),
+                    members,
+                    projectors_stop.clone(),
+                    options,
+                    health.clone(),
+                ),
+                tracing::info_span!("projectors"),
+            )));
         } else {
             health.set(PROJECTORS, WorkerState::Off("switched off".to_owned()));
         }
@@ -544,6 +512,7 @@ impl<S: EventStore + Clone> Workers<S> {
             others,
             stop_projectors,
             projectors,
+            projector_group,
             projectors_on: settings.projectors,
             keyring,
         }
@@ -618,7 +587,179 @@ impl<S: EventStore + Clone> Workers<S> {
             tracing::error!("projectors did not stop within the drain timeout");
             self.projectors.abort_all();
         }
+        if let Some(group) = self.projector_group.take() {
+            group.abort();
+        }
     }
+}
+
+/// Why a model left the projectors following together.
+enum Left {
+    /// It stopped as asked, at this checkpoint.
+    Stopped(u64),
+    /// Its checkpoint was moved (a rebuild's swap): it follows on its own.
+    Moved,
+    /// It failed: it follows on its own after a pause.
+    Failed(ProjectionError),
+}
+
+/// Catches the models up together, then has them follow the log together
+/// until asked to stop. A model that fails or finds its checkpoint moved is
+/// told why (`Left`) and the others go on together. A failure of the
+/// shared reader (the log unreachable) is retried after a pause.
+async fn follow_together<S: EventStore + Clone>(
+    store: S,
+    target: ReadStore,
+    mut members: Vec<(Arc<dyn Projection>, oneshot::Sender<Left>)>,
+    mut stop: watch::Receiver<bool>,
+    options: ProjectorOptions,
+    health: WorkerHealth,
+) {
+    let projections = |members: &[(Arc<dyn Projection>, _)]| -> Vec<Arc<dyn Projection>> {
+        members.iter().map(|(p, _)| Arc::clone(p)).collect()
+    };
+    // Asked to stop first: the models then stop at once, at their checkpoints.
+    let mut stopped = stop.clone();
+    let all = projections(&members);
+    tokio::select! {
+        caught_up = runtime::catch_up_many_with(&store, &target, &all, &options) => {
+            if let Err(e) = caught_up {
+                tracing::warn!(error = %e, "shared catch-up failed; the models follow from their checkpoints");
+            }
+        }
+        _ = stopped.wait_for(|s| *s) => {}
+    }
+    while !members.is_empty() {
+        let ended = runtime::follow_many_with(
+            &store,
+            &target,
+            &projections(&members),
+            stop.clone(),
+            &options,
+        )
+        .await;
+        let stopping = *stop.borrow();
+        let ends = match ended {
+            Ok(ends) => ends,
+            Err(e) if stopping => {
+                for (_, left) in members {
+                    let _ = left.send(Left::Failed(ProjectionError::Storage(e.to_string())));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the projectors' log reader failed; restarting");
+                health.set(PROJECTORS, WorkerState::Failed(format!("log reader: {e}")));
+                if !paused(&mut stop).await {
+                    health.set(PROJECTORS, WorkerState::Running);
+                }
+                continue;
+            }
+        };
+        let before = members.len();
+        let mut staying = Vec::with_capacity(before);
+        for ((projection, left), end) in members.into_iter().zip(ends) {
+            let why = match end {
+                Followed::Stopped(checkpoint) if stopping => Left::Stopped(checkpoint),
+                // Stopped because another model ended.
+                Followed::Stopped(_) => {
+                    staying.push((projection, left));
+                    continue;
+                }
+                Followed::Moved { expected, found } => {
+                    tracing::warn!(
+                        model = projection.name(),
+                        expected,
+                        found,
+                        "checkpoint moved by another writer; following on its own"
+                    );
+                    Left::Moved
+                }
+                Followed::Failed(e) => Left::Failed(e),
+            };
+            let _ = left.send(why);
+        }
+        members = staying;
+        if !stopping && members.len() == before {
+            // Nobody left, nobody asked to stop: not expected, but never spin.
+            tracing::warn!("the projectors' shared run ended on its own; restarting");
+            paused(&mut stop).await;
+        }
+    }
+}
+
+/// One model's projector: it waits while the model follows with the others
+/// (`left`); once the model leaves the group it follows on its own,
+/// restarting after a pause whenever it fails (a database restart or a lost
+/// connection: the checkpoint makes a restart exactly-once), until asked to
+/// stop.
+async fn follow_alone<S: EventStore + Clone>(
+    store: S,
+    target: ReadStore,
+    projection: Arc<dyn Projection>,
+    mut stop: watch::Receiver<bool>,
+    options: ProjectorOptions,
+    health: WorkerHealth,
+    left: oneshot::Receiver<Left>,
+) -> (&'static str, Result<u64, ProjectionError>) {
+    let name = projection.name();
+    match left.await {
+        Ok(Left::Stopped(checkpoint)) => return (name, Ok(checkpoint)),
+        Ok(Left::Moved) => {}
+        Ok(Left::Failed(e)) => {
+            if failed(name, &e, &health, &mut stop).await {
+                return (name, Err(e));
+            }
+        }
+        Err(_) => tracing::error!(
+            model = name,
+            "the projectors' shared run ended; following alone"
+        ),
+    }
+    loop {
+        let result = runtime::follow_with(
+            &store,
+            &target,
+            Arc::clone(&projection),
+            stop.clone(),
+            &options,
+        )
+        .await;
+        let Err(e) = &result else {
+            return (name, result);
+        };
+        if failed(name, e, &health, &mut stop).await {
+            return (name, result);
+        }
+    }
+}
+
+/// Reports a projector's failure and pauses before its restart; `true`
+/// when asked to stop meanwhile.
+async fn failed(
+    name: &str,
+    e: &ProjectionError,
+    health: &WorkerHealth,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    tracing::error!(model = name, error = %e, "projector failed; restarting");
+    health.set(PROJECTORS, WorkerState::Failed(format!("{name}: {e}")));
+    if paused(stop).await {
+        return true;
+    }
+    health.set(PROJECTORS, WorkerState::Running);
+    false
+}
+
+/// Waits [`PROJECTOR_RESTART_BACKOFF_MS`]; `true` when asked to stop
+/// before or meanwhile.
+async fn paused(stop: &mut watch::Receiver<bool>) -> bool {
+    let pause = tokio::time::sleep(Duration::from_millis(PROJECTOR_RESTART_BACKOFF_MS));
+    tokio::select! {
+        _ = pause => {}
+        _ = stop.wait_for(|s| *s) => return true,
+    }
+    *stop.borrow()
 }
 
 /// Verifies the hash chain over the positions appended since the last check

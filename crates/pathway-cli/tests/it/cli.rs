@@ -554,3 +554,93 @@ fn a_postgres_demo_keeps_its_master_key_for_the_next_command() {
         "{persons:?}"
     );
 }
+
+/// `projections run --follow` keeps every model at the head while another
+/// process appends, and stops at its checkpoints on SIGTERM.
+#[test]
+fn projections_follow_the_log_until_sigterm() {
+    use std::io::BufRead as _;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("store");
+    let data = data.to_str().expect("utf-8 path");
+    let demo = pathway(&["demo", "--persons", "30", "--data-dir", data]);
+    assert!(demo.status.success(), "{}", stdout(&demo));
+
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_pathway"))
+        .args(["projections", "run", "--follow", "--data-dir", data])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the follower");
+    let stderr = std::io::BufReader::new(follower.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    for line in stderr.lines() {
+        let line = line.expect("follower output");
+        said.push_str(&line);
+        said.push('\n');
+        if line.starts_with("following the log") {
+            break;
+        }
+    }
+    assert!(said.contains("following the log"), "{said}");
+
+    let person = super::hostile::example("person", "register_person");
+    let person_ref = person["command"]["person_ref"]
+        .as_str()
+        .expect("person_ref")
+        .to_owned();
+    let file = dir.path().join("more.jsonl");
+    std::fs::write(&file, format!("{person}\n")).expect("write commands");
+    let out = pathway(&["import", file.to_str().expect("path"), "--data-dir", data]);
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    // The follower, not this test, brings the models to the new head.
+    let started = std::time::Instant::now();
+    let lags = loop {
+        let out = pathway(&["projections", "status", "--data-dir", data]);
+        assert!(out.status.success(), "{}", stdout(&out));
+        let lags: Vec<(String, u64, u64)> = stdout(&out)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (
+                    f[0].to_owned(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                )
+            })
+            .collect();
+        if lags.iter().all(|(_, checkpoint, head)| checkpoint == head) {
+            break lags;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the follower did not reach the head: {lags:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(lags.len(), 6, "{lags:?}");
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &follower.id().to_string()])
+        .status();
+    let status = follower.wait().expect("wait for the follower");
+    assert!(status.success(), "the follower stopped with {status}");
+
+    let out = pathway(&[
+        "query",
+        "dpf",
+        "persons",
+        "--format",
+        "json",
+        "--data-dir",
+        data,
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&person_ref),
+        "the imported person is in the DPF model"
+    );
+}

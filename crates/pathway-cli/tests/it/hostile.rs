@@ -36,7 +36,7 @@ fn documented() -> Vec<Value> {
         .collect()
 }
 
-fn example(aggregate: &str, kind: &str) -> Value {
+pub(super) fn example(aggregate: &str, kind: &str) -> Value {
     documented()
         .into_iter()
         .find(|v| v["command"]["aggregate"] == aggregate && v["command"]["type"] == kind)

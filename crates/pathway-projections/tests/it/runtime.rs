@@ -448,6 +448,7 @@ on_both_backends!(
     projectors_racing_on_one_model_apply_each_event_once,
     follow_resynchronises_after_a_rebuild,
     catch_up_and_rebuild_report_progress,
+    models_follow_together_until_one_ends,
 );
 
 // ---------------------------------------------------------------------------
@@ -909,6 +910,112 @@ async fn follow_resynchronises_after_a_rebuild<S: EventStore + Clone>(log: &S, t
     assert_eq!(stored(target), expected(log, head).await);
     stop.send(true).unwrap();
     assert_eq!(follower.await.unwrap().unwrap(), head);
+}
+
+/// `Moves` under another name that fails on every event from position
+/// `fail_from` on.
+struct FailingMoves {
+    fail_from: u64,
+}
+
+impl Projection for FailingMoves {
+    fn name(&self) -> &'static str {
+        "test_failing_moves"
+    }
+
+    fn tables(&self) -> &'static [Table] {
+        TABLES
+    }
+
+    fn view(&self, event: &pathway_domain::Event) -> Option<View> {
+        Moves.view(event)
+    }
+
+    fn apply(&self, event: &ProjectedEvent<View>, tx: &mut dyn Tx) -> Result<(), ProjectionError> {
+        if event.position >= self.fail_from {
+            return Err(ProjectionError::Storage(format!(
+                "injected failure at position {}",
+                event.position
+            )));
+        }
+        Moves.apply(event, tx)
+    }
+}
+
+/// Two models follow the log with one reader: both apply every new event
+/// until asked to stop. When one fails, the run ends: the other stops at
+/// its checkpoint, with exactly the events up to it, and catches up after.
+async fn models_follow_together_until_one_ends<S: EventStore + Clone>(log: &S, target: &ReadStore) {
+    let follow = |fail_from: u64| {
+        let (log, target) = (log.clone(), target.clone());
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let run = tokio::spawn(async move {
+            let models: Vec<Arc<dyn Projection>> =
+                vec![moves(), Arc::new(FailingMoves { fail_from })];
+            runtime::follow_many_with(&log, &target, &models, shutdown, &small_batches()).await
+        });
+        (stop, run)
+    };
+    type Run = tokio::task::JoinHandle<Result<Vec<runtime::Followed>, ProjectionError>>;
+    let ended = |run: Run| async move {
+        tokio::time::timeout(Duration::from_millis(WAIT_TIMEOUT_MS), run)
+            .await
+            .expect("the run ends")
+            .expect("follow task")
+            .expect("the shared reader")
+    };
+
+    append_events(log, 60, 50).await;
+    let (stop, run) = follow(u64::MAX);
+    for round in 0..3 {
+        append_events(log, 61 + round, 40).await;
+        wait_for_checkpoint(target, head(log).await).await;
+    }
+    let head1 = head(log).await;
+    stop.send(true).unwrap();
+    let followed = ended(run).await;
+    assert!(
+        matches!(followed[..], [runtime::Followed::Stopped(a), runtime::Followed::Stopped(b)] if a == head1 && b == head1),
+        "{followed:?}"
+    );
+    assert_eq!(
+        runtime::read_checkpoint(target, "test_failing_moves").unwrap(),
+        head1
+    );
+    assert_eq!(stored(target), expected(log, head1).await);
+
+    // The second model fails on the next event: the run ends by itself.
+    let (_stop, run) = follow(head1 + 1);
+    append_events(log, 70, 60).await;
+    let head2 = head(log).await;
+    let followed = ended(run).await;
+    let [
+        runtime::Followed::Stopped(stopped),
+        runtime::Followed::Failed(ref failed),
+    ] = followed[..]
+    else {
+        panic!("one stopped, one failed: {followed:?}");
+    };
+    assert!(
+        failed.to_string().contains("injected failure at position"),
+        "{failed}"
+    );
+    assert_eq!(
+        runtime::read_checkpoint(target, "test_failing_moves").unwrap(),
+        head1,
+        "the failed batch rolled back"
+    );
+    assert!((head1..=head2).contains(&stopped), "{stopped}");
+    assert_eq!(
+        runtime::read_checkpoint(target, "test_moves").unwrap(),
+        stopped
+    );
+    assert_eq!(stored(target), expected(log, stopped).await);
+    assert_eq!(
+        runtime::catch_up(log, target, moves()).await.unwrap(),
+        head2
+    );
+    assert_eq!(stored(target), expected(log, head2).await);
 }
 
 async fn wait_for_checkpoint(target: &ReadStore, position: u64) {

@@ -515,7 +515,7 @@ async fn the_tail_verification_counts_a_tampered_record() {
 /// stored by another build (other columns) fails in it alone: the others
 /// still reach the head, and serve reports the one that needs a rebuild.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_model_fails_alone_while_the_others_catch_up() {
+async fn a_changed_model_fails_alone_while_the_others_catch_up_and_follow() {
     let db = TestDb::create();
     let mut s = settings(&db, None);
     s.sagas = false;
@@ -571,10 +571,33 @@ async fn a_changed_model_fails_alone_while_the_others_catch_up() {
     )
     .await;
     assert!(body.contains("rebuild the model"), "{body}");
+
+    // The others go on following the log together without it.
+    for command in household_commands("hh-230102-00008", Uuid::new_v4()) {
+        let (status, body) = app.post(&command).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let store = PostgresStore::connect(db.url()).await.expect("store");
+    let new_head = store.head().await.expect("head").position;
+    assert!(new_head > head);
+    let client = pathway_testkit::connect(db.url()).await;
+    wait_for("the other models to follow the new events", || async {
+        for model in others {
+            let row = client
+                .query_one(&format!("SELECT position FROM {model}.checkpoint"), &[])
+                .await
+                .ok()?;
+            if row.get::<_, i64>(0) as u64 != new_head {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
     let (_, text) = app.get("/metrics").await;
     assert_eq!(
         sample(&text, "pathway_projector_lag_positions{model=\"sasac\"}"),
-        Some(head as f64),
+        Some(new_head as f64),
         "the changed model is left as it was"
     );
     app.shut_down().await;
