@@ -14,6 +14,17 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A demo of `persons` persons run into a temporary directory: the
+/// directory (removed when dropped) and the demo's data directory in it.
+fn demo_store(persons: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("store");
+    let data = data.to_str().expect("utf-8 path").to_owned();
+    let demo = pathway(&["demo", "--persons", persons, "--data-dir", &data]);
+    assert!(demo.status.success(), "{}", stdout(&demo));
+    (dir, data)
+}
+
 #[test]
 fn every_subcommand_has_help() {
     for sub in [
@@ -185,11 +196,8 @@ fn bad_flags_are_clear_errors() {
 
 #[test]
 fn read_models_can_be_queried_reported_rebuilt_and_watched() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("store");
-    let data = data.to_str().expect("utf-8 path");
-    let demo = pathway(&["demo", "--persons", "150", "--data-dir", data]);
-    assert!(demo.status.success(), "{}", stdout(&demo));
+    let (_dir, data) = demo_store("150");
+    let data = data.as_str();
 
     // The committee's small cells are suppressed; exact counts never leak.
     let out = pathway(&[
@@ -351,11 +359,8 @@ fn read_models_can_be_queried_reported_rebuilt_and_watched() {
 #[test]
 fn a_reader_closing_the_pipe_ends_the_command_quietly() {
     use std::io::Read as _;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("store");
-    let data = data.to_str().expect("utf-8 path");
-    let demo = pathway(&["demo", "--persons", "700", "--data-dir", data]);
-    assert!(demo.status.success(), "{}", stdout(&demo));
+    let (_dir, data) = demo_store("700");
+    let data = data.as_str();
     // Far more output than a pipe buffers, so writing must hit the closed pipe.
     let mut child = Command::new(env!("CARGO_BIN_EXE_pathway"))
         .args(["query", "dpf", "persons", "--data-dir", data])
@@ -375,11 +380,8 @@ fn a_reader_closing_the_pipe_ends_the_command_quietly() {
 
 #[test]
 fn civil_affairs_sees_phase_outs_ending_within_thirty_days() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("store");
-    let data = data.to_str().expect("utf-8 path");
-    let demo = pathway(&["demo", "--persons", "400", "--data-dir", data]);
-    assert!(demo.status.success(), "{}", stdout(&demo));
+    let (_dir, data) = demo_store("400");
+    let data = data.as_str();
     let calendar = |today: &str| -> serde_json::Value {
         let out = pathway(&[
             "phase-outs",
@@ -435,11 +437,8 @@ fn civil_affairs_sees_phase_outs_ending_within_thirty_days() {
 
 #[test]
 fn saga_run_completes_phase_outs_whose_deadline_has_passed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("store");
-    let data = data.to_str().expect("utf-8 path");
-    let demo = pathway(&["demo", "--persons", "400", "--data-dir", data]);
-    assert!(demo.status.success(), "{}", stdout(&demo));
+    let (_dir, data) = demo_store("400");
+    let data = data.as_str();
     let active = || -> usize {
         let out = pathway(&["phase-outs", "--format", "json", "--data-dir", data]);
         assert!(
@@ -561,11 +560,8 @@ fn a_postgres_demo_keeps_its_master_key_for_the_next_command() {
 fn projections_follow_the_log_until_sigterm() {
     use std::io::BufRead as _;
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("store");
-    let data = data.to_str().expect("utf-8 path");
-    let demo = pathway(&["demo", "--persons", "30", "--data-dir", data]);
-    assert!(demo.status.success(), "{}", stdout(&demo));
+    let (dir, data) = demo_store("30");
+    let data = data.as_str();
 
     let mut follower = Command::new(env!("CARGO_BIN_EXE_pathway"))
         .args(["projections", "run", "--follow", "--data-dir", data])
