@@ -182,9 +182,7 @@ async fn run<S: EventStore + Clone>(
         pathway_server::shutdown_signal().await;
         stop.send(true).ok();
     });
-    // Per model, the checkpoint a rebuild last moved it to, and how often in
-    // a row it was moved without getting further (another projector racing).
-    let mut moved: Vec<(u64, u32)> = vec![(0, 0); projections.len()];
+    let mut resyncs = vec![runtime::Resyncs::default(); projections.len()];
     loop {
         let ends =
             runtime::follow_many_with(&store, &target, &projections, shutdown.clone(), &options)
@@ -192,7 +190,7 @@ async fn run<S: EventStore + Clone>(
         if *shutdown.borrow() {
             break;
         }
-        for ((p, end), moved) in projections.iter().zip(ends).zip(&mut moved) {
+        for ((p, end), resyncs) in projections.iter().zip(ends).zip(&mut resyncs) {
             match end {
                 Followed::Stopped(_) => {}
                 Followed::Failed(e) => {
@@ -200,18 +198,9 @@ async fn run<S: EventStore + Clone>(
                     return Err(anyhow::Error::new(e).context(format!("read model {}", p.name())));
                 }
                 Followed::Moved { expected, found } => {
-                    *moved = if found > moved.0 {
-                        (found, 1)
-                    } else {
-                        (found, moved.1 + 1)
-                    };
-                    if moved.1 > runtime::PROJECTOR_RESYNCS_MAX {
+                    if let Err(e) = resyncs.moved(p.name(), expected, found) {
                         signal.abort();
-                        anyhow::bail!(
-                            "read model {}: checkpoint keeps moving under the projector \
-                             (expected {expected}, found {found}): is another projector running?",
-                            p.name()
-                        );
+                        return Err(e.into());
                     }
                     eprintln!(
                         "{}: checkpoint moved from {expected} to {found} by another writer \

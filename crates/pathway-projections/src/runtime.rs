@@ -438,14 +438,50 @@ pub async fn follow_with<S: EventStore + Clone>(
     .await
 }
 
+/// A projector's resynchronisations after finding its checkpoint moved by
+/// another writer. A checkpoint found further ahead than the time before
+/// is progress (another writer advancing the model, a rebuild's swap); one
+/// that is not counts, and past [`PROJECTOR_RESYNCS_MAX`] in a row the
+/// projector gives up.
+#[derive(Debug, Default, Clone)]
+pub struct Resyncs {
+    last_found: Option<u64>,
+    in_a_row: u32,
+}
+
+impl Resyncs {
+    /// Notes that `model`'s checkpoint was found at `found` where
+    /// `expected`; the resynchronisations in a row, or why to give up.
+    pub fn moved(
+        &mut self,
+        model: &str,
+        expected: u64,
+        found: u64,
+    ) -> Result<u32, ProjectionError> {
+        self.in_a_row = if self.last_found.is_none_or(|last| found > last) {
+            1
+        } else {
+            self.in_a_row + 1
+        };
+        self.last_found = Some(found);
+        if self.in_a_row > PROJECTOR_RESYNCS_MAX {
+            return Err(ProjectionError::Storage(format!(
+                "read model {model}: checkpoint keeps moving under the projector \
+                 (expected {expected}, found {found}): is another projector running?"
+            )));
+        }
+        Ok(self.in_a_row)
+    }
+}
+
 /// How one model of a [`follow_many_with`] run ended.
 #[derive(Debug)]
 pub enum Followed {
     /// Stopped at this checkpoint, every batch committed: asked to stop, or
     /// another model of the run ended.
     Stopped(u64),
-    /// Another writer moved its checkpoint (a rebuild's swap): follow it
-    /// again ([`follow_with`] resynchronises on its own).
+    /// Another writer moved its checkpoint (a rebuild's swap): a new run
+    /// takes it from there (see [`Resyncs`]).
     Moved { expected: u64, found: u64 },
     /// It failed; its checkpoint is where its last committed batch left it.
     Failed(ProjectionError),
@@ -1026,8 +1062,7 @@ async fn run<S: EventStore + Clone>(
 ) -> Result<u64, ProjectionError> {
     assert!(options.read_events_max > 0 && options.batch_events_max > 0);
     let started = Instant::now();
-    let mut resyncs = 0;
-    let mut last_found = None;
+    let mut resyncs = Resyncs::default();
     let model = Model {
         location: location.clone(),
         projection: Arc::clone(projection),
@@ -1046,27 +1081,13 @@ async fn run<S: EventStore + Clone>(
             }
             Err(PipelineError::Failed(e)) => return Err(e),
             Err(PipelineError::Moved { expected, found }) => {
-                // Another writer advancing the model is progress: only a
-                // checkpoint that moves without advancing counts.
-                resyncs = if last_found.is_none_or(|last| found > last) {
-                    1
-                } else {
-                    resyncs + 1
-                };
-                last_found = Some(found);
+                let resyncs = resyncs.moved(projection.name(), expected, found)?;
                 tracing::warn!(
                     expected,
                     found,
                     resyncs,
                     "checkpoint moved by another writer; resynchronising"
                 );
-                if resyncs > PROJECTOR_RESYNCS_MAX {
-                    return Err(ProjectionError::Storage(format!(
-                        "read model {}: checkpoint keeps moving under the projector \
-                         (expected {expected}, found {found}): is another projector running?",
-                        projection.name()
-                    )));
-                }
             }
         }
     }
@@ -1331,11 +1352,11 @@ async fn read_log_inner<S: EventStore + Clone>(
                     *writer = None;
                 }
             }
-            if writers.iter().all(Option::is_none) {
-                return Err(writer_gone().into());
-            }
             if first_end && writers.iter().any(Option::is_none) {
                 return Ok(());
+            }
+            if writers.iter().all(Option::is_none) {
+                return Err(writer_gone().into());
             }
             if let (Until::Position(target), Some(progress)) = (&*until, &options.progress) {
                 progress(*next - 1, *target);
@@ -1376,11 +1397,11 @@ async fn read_log_inner<S: EventStore + Clone>(
                                     *writer = None;
                                 }
                             }
-                            if writers.iter().all(Option::is_none) {
-                                return Err(writer_gone().into());
-                            }
                             if first_end && writers.iter().any(Option::is_none) {
                                 return Ok(());
+                            }
+                            if writers.iter().all(Option::is_none) {
+                                return Err(writer_gone().into());
                             }
                         }
                     }
@@ -1392,11 +1413,11 @@ async fn read_log_inner<S: EventStore + Clone>(
                                 *writer = None;
                             }
                         }
-                        if writers.iter().all(Option::is_none) {
-                            return Err(writer_gone().into());
-                        }
                         if first_end {
                             return Ok(());
+                        }
+                        if writers.iter().all(Option::is_none) {
+                            return Err(writer_gone().into());
                         }
                     }
                 }

@@ -15,9 +15,9 @@
 //! Projectors: the models catch up and then follow the log together, with
 //! one reader ([`runtime::follow_many_with`]): each new event is read,
 //! decoded and its personal fields opened once for all of them. A model
-//! that fails, or whose checkpoint a rebuild moves, leaves the group and
-//! follows on its own from then on, restarting after each failure; the
-//! others go on together.
+//! that fails leaves the group and follows on its own from then on,
+//! restarting after each failure; the others go on together. One whose
+//! checkpoint a rebuild moves stays: the next shared run resynchronises it.
 //!
 //! Health: every worker reports its state (`off`, `standby`, `running`,
 //! `failed: …`) to [`WorkerHealth`]; `/readyz` lists them and answers 503
@@ -310,8 +310,8 @@ impl<S: EventStore + Clone> Workers<S> {
         // Projectors: the models catch up together and then follow the log
         // together (`follow_together`), each event read, decoded and its
         // personal fields opened once for all of them. A model that fails
-        // or finds its checkpoint moved leaves the group and follows on its
-        // own (`follow_alone`), restarting after failures.
+        // leaves the group and follows on its own (`follow_alone`),
+        // restarting after failures.
         let mut projectors = JoinSet::new();
         let mut projector_group = None;
         if settings.projectors {
@@ -322,8 +322,12 @@ impl<S: EventStore + Clone> Workers<S> {
             };
             let mut members = Vec::new();
             for projection in models::all() {
-                let (left_tx, left) = tokio::sync::oneshot::channel();
-                members.push((Arc::clone(&projection), left_tx));
+                let (left_tx, left) = oneshot::channel();
+                members.push(Member {
+                    projection: Arc::clone(&projection),
+                    left: left_tx,
+                    resyncs: runtime::Resyncs::default(),
+                });
                 let name = projection.name();
                 let run = follow_alone(
                     store.clone(),
@@ -597,26 +601,32 @@ impl<S: EventStore + Clone> Workers<S> {
 enum Left {
     /// It stopped as asked, at this checkpoint.
     Stopped(u64),
-    /// Its checkpoint was moved (a rebuild's swap): it follows on its own.
-    Moved,
     /// It failed: it follows on its own after a pause.
     Failed(ProjectionError),
 }
 
+/// A model following with the others, and where to say why it left.
+struct Member {
+    projection: Arc<dyn Projection>,
+    left: oneshot::Sender<Left>,
+    resyncs: runtime::Resyncs,
+}
+
 /// Catches the models up together, then has them follow the log together
-/// until asked to stop. A model that fails or finds its checkpoint moved is
-/// told why (`Left`) and the others go on together. A failure of the
-/// shared reader (the log unreachable) is retried after a pause.
+/// until asked to stop. A model that fails is told why (`Left`) and the
+/// others go on together; one whose checkpoint a rebuild moved stays, and
+/// the next shared run takes it from there. A failure of the shared reader
+/// (the log unreachable) is retried after a pause.
 async fn follow_together<S: EventStore + Clone>(
     store: S,
     target: ReadStore,
-    mut members: Vec<(Arc<dyn Projection>, oneshot::Sender<Left>)>,
+    mut members: Vec<Member>,
     mut stop: watch::Receiver<bool>,
     options: ProjectorOptions,
     health: WorkerHealth,
 ) {
-    let projections = |members: &[(Arc<dyn Projection>, _)]| -> Vec<Arc<dyn Projection>> {
-        members.iter().map(|(p, _)| Arc::clone(p)).collect()
+    let projections = |members: &[Member]| -> Vec<Arc<dyn Projection>> {
+        members.iter().map(|m| Arc::clone(&m.projection)).collect()
     };
     // Asked to stop first: the models then stop at once, at their checkpoints.
     let mut stopped = stop.clone();
@@ -642,8 +652,10 @@ async fn follow_together<S: EventStore + Clone>(
         let ends = match ended {
             Ok(ends) => ends,
             Err(e) if stopping => {
-                for (_, left) in members {
-                    let _ = left.send(Left::Failed(ProjectionError::Storage(e.to_string())));
+                for member in members {
+                    let _ = member
+                        .left
+                        .send(Left::Failed(ProjectionError::Storage(e.to_string())));
                 }
                 return;
             }
@@ -656,31 +668,44 @@ async fn follow_together<S: EventStore + Clone>(
                 continue;
             }
         };
-        let before = members.len();
-        let mut staying = Vec::with_capacity(before);
-        for ((projection, left), end) in members.into_iter().zip(ends) {
+        // Whether the run ended for a reason: a model left or was moved.
+        let mut ended_for_one = false;
+        let mut staying = Vec::with_capacity(members.len());
+        for (mut member, end) in members.into_iter().zip(ends) {
             let why = match end {
                 Followed::Stopped(checkpoint) if stopping => Left::Stopped(checkpoint),
                 // Stopped because another model ended.
                 Followed::Stopped(_) => {
-                    staying.push((projection, left));
+                    staying.push(member);
                     continue;
                 }
                 Followed::Moved { expected, found } => {
-                    tracing::warn!(
-                        model = projection.name(),
-                        expected,
-                        found,
-                        "checkpoint moved by another writer; following on its own"
-                    );
-                    Left::Moved
+                    ended_for_one = true;
+                    let name = member.projection.name();
+                    match member.resyncs.moved(name, expected, found) {
+                        Ok(resyncs) => {
+                            tracing::warn!(
+                                model = name,
+                                expected,
+                                found,
+                                resyncs,
+                                "checkpoint moved by another writer; resynchronising"
+                            );
+                            staying.push(member);
+                            continue;
+                        }
+                        Err(e) => Left::Failed(e),
+                    }
                 }
-                Followed::Failed(e) => Left::Failed(e),
+                Followed::Failed(e) => {
+                    ended_for_one = true;
+                    Left::Failed(e)
+                }
             };
-            let _ = left.send(why);
+            let _ = member.left.send(why);
         }
         members = staying;
-        if !stopping && members.len() == before {
+        if !stopping && !ended_for_one {
             // Nobody left, nobody asked to stop: not expected, but never spin.
             tracing::warn!("the projectors' shared run ended on its own; restarting");
             paused(&mut stop).await;
@@ -689,7 +714,7 @@ async fn follow_together<S: EventStore + Clone>(
 }
 
 /// One model's projector: it waits while the model follows with the others
-/// (`left`); once the model leaves the group it follows on its own,
+/// (`left`); once the model leaves the group (it failed) it follows on its own,
 /// restarting after a pause whenever it fails (a database restart or a lost
 /// connection: the checkpoint makes a restart exactly-once), until asked to
 /// stop.
@@ -705,7 +730,6 @@ async fn follow_alone<S: EventStore + Clone>(
     let name = projection.name();
     match left.await {
         Ok(Left::Stopped(checkpoint)) => return (name, Ok(checkpoint)),
-        Ok(Left::Moved) => {}
         Ok(Left::Failed(e)) => {
             if failed(name, &e, &health, &mut stop).await {
                 return (name, Err(e));

@@ -449,6 +449,7 @@ on_both_backends!(
     follow_resynchronises_after_a_rebuild,
     catch_up_and_rebuild_report_progress,
     models_follow_together_until_one_ends,
+    a_checkpoint_moved_under_models_following_together_ends_their_run,
 );
 
 // ---------------------------------------------------------------------------
@@ -912,6 +913,34 @@ async fn follow_resynchronises_after_a_rebuild<S: EventStore + Clone>(log: &S, t
     assert_eq!(follower.await.unwrap().unwrap(), head);
 }
 
+/// A `follow_many_with` run of `models` on its own task, and its stop.
+fn follow_many<S: EventStore + Clone>(
+    log: &S,
+    target: &ReadStore,
+    models: Vec<Arc<dyn Projection>>,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<Vec<runtime::Followed>, ProjectionError>>,
+) {
+    let (log, target) = (log.clone(), target.clone());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(async move {
+        runtime::follow_many_with(&log, &target, &models, shutdown, &small_batches()).await
+    });
+    (stop, run)
+}
+
+/// How the models of a [`follow_many`] run ended (it must end in time).
+async fn ended(
+    run: tokio::task::JoinHandle<Result<Vec<runtime::Followed>, ProjectionError>>,
+) -> Vec<runtime::Followed> {
+    tokio::time::timeout(Duration::from_millis(WAIT_TIMEOUT_MS), run)
+        .await
+        .expect("the run ends")
+        .expect("follow task")
+        .expect("the shared reader")
+}
+
 /// `Moves` under another name that fails on every event from position
 /// `fail_from` on.
 struct FailingMoves {
@@ -947,22 +976,11 @@ impl Projection for FailingMoves {
 /// its checkpoint, with exactly the events up to it, and catches up after.
 async fn models_follow_together_until_one_ends<S: EventStore + Clone>(log: &S, target: &ReadStore) {
     let follow = |fail_from: u64| {
-        let (log, target) = (log.clone(), target.clone());
-        let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let run = tokio::spawn(async move {
-            let models: Vec<Arc<dyn Projection>> =
-                vec![moves(), Arc::new(FailingMoves { fail_from })];
-            runtime::follow_many_with(&log, &target, &models, shutdown, &small_batches()).await
-        });
-        (stop, run)
-    };
-    type Run = tokio::task::JoinHandle<Result<Vec<runtime::Followed>, ProjectionError>>;
-    let ended = |run: Run| async move {
-        tokio::time::timeout(Duration::from_millis(WAIT_TIMEOUT_MS), run)
-            .await
-            .expect("the run ends")
-            .expect("follow task")
-            .expect("the shared reader")
+        follow_many(
+            log,
+            target,
+            vec![moves(), Arc::new(FailingMoves { fail_from })],
+        )
     };
 
     append_events(log, 60, 50).await;
@@ -1016,6 +1034,51 @@ async fn models_follow_together_until_one_ends<S: EventStore + Clone>(log: &S, t
         head2
     );
     assert_eq!(stored(target), expected(log, head2).await);
+}
+
+/// A rebuild swaps in a model at another position while models follow
+/// together: the run ends, reporting the move, and the next run takes the
+/// model on from the moved checkpoint.
+async fn a_checkpoint_moved_under_models_following_together_ends_their_run<
+    S: EventStore + Clone,
+>(
+    log: &S,
+    target: &ReadStore,
+) {
+    append_events(log, 80, 60).await;
+    let short = head(log).await;
+    append_events(log, 81, 60).await;
+    let head = head(log).await;
+    // Another log holding only the first events of this one.
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other = EmbeddedStore::open(&other_dir.path().join("log")).expect("open the other log");
+    append_events(&other, 80, 60).await;
+    assert_eq!(self::head(&other).await, short);
+
+    let follow = || follow_many(log, target, vec![moves()]);
+
+    let (_stop, run) = follow();
+    wait_for_checkpoint(target, head).await;
+    // The rebuild from the shorter log moves the model back to `short`.
+    assert_eq!(
+        runtime::rebuild(&other, target, moves()).await.unwrap(),
+        short
+    );
+    let followed = ended(run).await;
+    assert!(
+        matches!(followed[..], [runtime::Followed::Moved { expected, found }] if expected == head && found == short),
+        "{followed:?}"
+    );
+
+    let (stop, run) = follow();
+    wait_for_checkpoint(target, head).await;
+    assert_eq!(stored(target), expected(log, head).await);
+    stop.send(true).unwrap();
+    let followed = ended(run).await;
+    assert!(
+        matches!(followed[..], [runtime::Followed::Stopped(c)] if c == head),
+        "{followed:?}"
+    );
 }
 
 async fn wait_for_checkpoint(target: &ReadStore, position: u64) {
