@@ -15,9 +15,9 @@
 //! Projectors: the models catch up and then follow the log together, with
 //! one reader ([`runtime::follow_many_with`]): each new event is read,
 //! decoded and its personal fields opened once for all of them. A model
-//! that fails leaves the group and follows on its own from then on,
-//! restarting after each failure; the others go on together. One whose
-//! checkpoint a rebuild moves stays: the next shared run resynchronises it.
+//! that fails sits out for a pause while the others go on, then rejoins;
+//! one whose checkpoint a rebuild moves is taken on from there by the next
+//! shared run.
 //!
 //! Health: every worker reports its state (`off`, `standby`, `running`,
 //! `failed: …`) to [`WorkerHealth`]; `/readyz` lists them and answers 503
@@ -52,7 +52,7 @@ use pathway_bus::{
 };
 use pathway_projections::{
     Projection, ProjectionError, models,
-    runtime::{self, Followed, ProjectorOptions, ReadStore},
+    runtime::{self, ProjectorOptions, ReadStore},
 };
 use pathway_saga::{LeaderLock, WorkflowOptions, WorkflowStatus};
 use pathway_store::{EventStore, postgres::PostgresStore};
@@ -309,9 +309,9 @@ impl<S: EventStore + Clone> Workers<S> {
 
         // Projectors: the models catch up together and then follow the log
         // together (`follow_together`), each event read, decoded and its
-        // personal fields opened once for all of them. A model that fails
-        // leaves the group and follows on its own (`follow_alone`),
-        // restarting after failures.
+        // personal fields opened once for all of them. Each model has a task
+        // that ends with its final checkpoint (or why it stopped) when the
+        // projectors stop.
         let mut projectors = JoinSet::new();
         let mut projector_group = None;
         if settings.projectors {
@@ -322,25 +322,22 @@ impl<S: EventStore + Clone> Workers<S> {
             };
             let mut members = Vec::new();
             for projection in models::all() {
-                let (left_tx, left) = oneshot::channel();
-                members.push(Member {
-                    projection: Arc::clone(&projection),
-                    left: left_tx,
-                    resyncs: runtime::Resyncs::default(),
-                });
+                let (done_tx, done) = oneshot::channel();
                 let name = projection.name();
-                let run = follow_alone(
-                    store.clone(),
-                    read_store.clone(),
-                    projection,
-                    projectors_stop.clone(),
-                    options.clone(),
-                    health.clone(),
-                    left,
-                );
+                members.push(Member::new(projection, done_tx));
                 // Named by its span: task names need tokio_unstable.
                 let span = tracing::info_span!("projector", model = name);
-                projectors.spawn(tracing::Instrument::instrument(run, span));
+                projectors.spawn(tracing::Instrument::instrument(
+                    async move {
+                        let stopped = done.await.unwrap_or_else(|_| {
+                            Err(ProjectionError::Storage(
+                                "the projectors' shared run ended without a word".to_owned(),
+                            ))
+                        });
+                        (name, stopped)
+                    },
+                    span,
+                ));
             }
             projector_group = Some(tokio::spawn(tracing::Instrument::instrument(
                 follow_together(
@@ -597,26 +594,47 @@ impl<S: EventStore + Clone> Workers<S> {
     }
 }
 
-/// Why a model left the projectors following together.
-enum Left {
-    /// It stopped as asked, at this checkpoint.
-    Stopped(u64),
-    /// It failed: it follows on its own after a pause.
-    Failed(ProjectionError),
-}
-
-/// A model following with the others, and where to say why it left.
+/// A model of the projectors following together.
 struct Member {
     projection: Arc<dyn Projection>,
-    left: oneshot::Sender<Left>,
+    /// Told the model's final checkpoint (or why it stopped) when the
+    /// projectors stop; `None` once told.
+    done: Option<oneshot::Sender<Result<u64, ProjectionError>>>,
     resyncs: runtime::Resyncs,
+    /// After a failure: when it is back in the shared run.
+    out_until: Option<tokio::time::Instant>,
+}
+
+impl Member {
+    fn new(
+        projection: Arc<dyn Projection>,
+        done: oneshot::Sender<Result<u64, ProjectionError>>,
+    ) -> Self {
+        Member {
+            projection,
+            done: Some(done),
+            resyncs: runtime::Resyncs::default(),
+            out_until: None,
+        }
+    }
+
+    fn finish(&mut self, stopped: Result<u64, ProjectionError>) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(stopped);
+        }
+    }
 }
 
 /// Catches the models up together, then has them follow the log together
-/// until asked to stop. A model that fails is told why (`Left`) and the
-/// others go on together; one whose checkpoint a rebuild moved stays, and
-/// the next shared run takes it from there. A failure of the shared reader
-/// (the log unreachable) is retried after a pause.
+/// ([`runtime::follow_many_with`]) until asked to stop. A run ends when one
+/// model ends; the next run takes the others on at once. A model whose
+/// checkpoint a rebuild moved is taken on from there; one that failed sits
+/// out for [`PROJECTOR_RESTART_BACKOFF_MS`] (reported in the health) and
+/// then rejoins (the run in progress stops at its checkpoints to take it
+/// in), so a model that recovers, after a database restart say, reads with
+/// the others again. A failure of the shared reader (the log unreachable)
+/// is retried after the same pause. On stop, every model's task is told
+/// its final checkpoint, or why it stopped.
 async fn follow_together<S: EventStore + Clone>(
     store: S,
     target: ReadStore,
@@ -625,12 +643,10 @@ async fn follow_together<S: EventStore + Clone>(
     options: ProjectorOptions,
     health: WorkerHealth,
 ) {
-    let projections = |members: &[Member]| -> Vec<Arc<dyn Projection>> {
-        members.iter().map(|m| Arc::clone(&m.projection)).collect()
-    };
+    let backoff = Duration::from_millis(PROJECTOR_RESTART_BACKOFF_MS);
     // Asked to stop first: the models then stop at once, at their checkpoints.
+    let all: Vec<_> = members.iter().map(|m| Arc::clone(&m.projection)).collect();
     let mut stopped = stop.clone();
-    let all = projections(&members);
     tokio::select! {
         caught_up = runtime::catch_up_many_with(&store, &target, &all, &options) => {
             if let Err(e) = caught_up {
@@ -639,28 +655,72 @@ async fn follow_together<S: EventStore + Clone>(
         }
         _ = stopped.wait_for(|s| *s) => {}
     }
-    while !members.is_empty() {
-        let ended = runtime::follow_many_with(
-            &store,
-            &target,
-            &projections(&members),
-            stop.clone(),
-            &options,
-        )
-        .await;
+    loop {
+        let stopping = *stop.borrow();
+        let now = tokio::time::Instant::now();
+        // On stop every model not yet told takes part in one last run (it
+        // reads nothing), to be told its checkpoint.
+        let running: Vec<usize> = (0..members.len())
+            .filter(|&i| {
+                let m = &members[i];
+                m.done.is_some() && (stopping || m.out_until.is_none_or(|back| back <= now))
+            })
+            .collect();
+        if running.is_empty() && members.iter().all(|m| m.done.is_none()) {
+            return;
+        }
+        let back = members
+            .iter()
+            .filter_map(|m| m.out_until)
+            .filter(|back| *back > now)
+            .min();
+        let rejoining = running.iter().any(|&i| members[i].out_until.is_some());
+        for &i in &running {
+            members[i].out_until = None;
+        }
+        if rejoining && !stopping {
+            health.set(PROJECTORS, WorkerState::Running);
+        }
+        if running.is_empty() {
+            // Every model left sits out: wait for the first to come back.
+            let mut stopped = stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep_until(back.unwrap_or(now + backoff)) => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            }
+            continue;
+        }
+        let projections: Vec<_> = running
+            .iter()
+            .map(|&i| Arc::clone(&members[i].projection))
+            .collect();
+        let (end_run, run_stop) = watch::channel(stopping);
+        let run = runtime::follow_many_with(&store, &target, &projections, run_stop, &options);
+        tokio::pin!(run);
+        let mut stopped = stop.clone();
+        let ended = loop {
+            let ending = *end_run.borrow();
+            tokio::select! {
+                ended = &mut run => break ended,
+                _ = stopped.wait_for(|s| *s), if !ending => {
+                    end_run.send_replace(true);
+                }
+                _ = tokio::time::sleep_until(back.unwrap_or(now)), if !ending && back.is_some() => {
+                    end_run.send_replace(true);
+                }
+            }
+        };
         let stopping = *stop.borrow();
         let ends = match ended {
             Ok(ends) => ends,
-            Err(e) if stopping => {
-                for member in members {
-                    let _ = member
-                        .left
-                        .send(Left::Failed(ProjectionError::Storage(e.to_string())));
-                }
-                return;
-            }
             Err(e) => {
                 tracing::error!(error = %e, "the projectors' log reader failed; restarting");
+                if stopping {
+                    for &i in &running {
+                        members[i].finish(Err(ProjectionError::Storage(e.to_string())));
+                    }
+                    continue;
+                }
                 health.set(PROJECTORS, WorkerState::Failed(format!("log reader: {e}")));
                 if !paused(&mut stop).await {
                     health.set(PROJECTORS, WorkerState::Running);
@@ -668,20 +728,19 @@ async fn follow_together<S: EventStore + Clone>(
                 continue;
             }
         };
-        // Whether the run ended for a reason: a model left or was moved.
-        let mut ended_for_one = false;
-        let mut staying = Vec::with_capacity(members.len());
-        for (mut member, end) in members.into_iter().zip(ends) {
-            let why = match end {
-                Followed::Stopped(checkpoint) if stopping => Left::Stopped(checkpoint),
-                // Stopped because another model ended.
-                Followed::Stopped(_) => {
-                    staying.push(member);
+        let mut one_ended = false;
+        for (&i, end) in running.iter().zip(ends) {
+            let member = &mut members[i];
+            let name = member.projection.name();
+            let failure = match end {
+                runtime::Followed::Stopped(checkpoint) => {
+                    if stopping {
+                        member.finish(Ok(checkpoint));
+                    }
                     continue;
                 }
-                Followed::Moved { expected, found } => {
-                    ended_for_one = true;
-                    let name = member.projection.name();
+                runtime::Followed::Moved { expected, found } => {
+                    one_ended = true;
                     match member.resyncs.moved(name, expected, found) {
                         Ok(resyncs) => {
                             tracing::warn!(
@@ -691,88 +750,34 @@ async fn follow_together<S: EventStore + Clone>(
                                 resyncs,
                                 "checkpoint moved by another writer; resynchronising"
                             );
-                            staying.push(member);
                             continue;
                         }
-                        Err(e) => Left::Failed(e),
+                        Err(e) => e,
                     }
                 }
-                Followed::Failed(e) => {
-                    ended_for_one = true;
-                    Left::Failed(e)
+                runtime::Followed::Failed(e) => {
+                    one_ended = true;
+                    e
                 }
             };
-            let _ = member.left.send(why);
+            tracing::error!(model = name, error = %failure, "projector failed; restarting");
+            if stopping {
+                member.finish(Err(failure));
+            } else {
+                health.set(
+                    PROJECTORS,
+                    WorkerState::Failed(format!("{name}: {failure}")),
+                );
+                member.out_until = Some(tokio::time::Instant::now() + backoff);
+            }
         }
-        members = staying;
-        if !stopping && !ended_for_one {
-            // Nobody left, nobody asked to stop: not expected, but never spin.
+        let rejoin_due = back.is_some_and(|back| back <= tokio::time::Instant::now());
+        if !stopping && !one_ended && !rejoin_due {
+            // Nobody ended, nobody asked to stop: not expected, but never spin.
             tracing::warn!("the projectors' shared run ended on its own; restarting");
             paused(&mut stop).await;
         }
     }
-}
-
-/// One model's projector: it waits while the model follows with the others
-/// (`left`); once the model leaves the group (it failed) it follows on its own,
-/// restarting after a pause whenever it fails (a database restart or a lost
-/// connection: the checkpoint makes a restart exactly-once), until asked to
-/// stop.
-async fn follow_alone<S: EventStore + Clone>(
-    store: S,
-    target: ReadStore,
-    projection: Arc<dyn Projection>,
-    mut stop: watch::Receiver<bool>,
-    options: ProjectorOptions,
-    health: WorkerHealth,
-    left: oneshot::Receiver<Left>,
-) -> (&'static str, Result<u64, ProjectionError>) {
-    let name = projection.name();
-    match left.await {
-        Ok(Left::Stopped(checkpoint)) => return (name, Ok(checkpoint)),
-        Ok(Left::Failed(e)) => {
-            if failed(name, &e, &health, &mut stop).await {
-                return (name, Err(e));
-            }
-        }
-        Err(_) => tracing::error!(
-            model = name,
-            "the projectors' shared run ended; following alone"
-        ),
-    }
-    loop {
-        let result = runtime::follow_with(
-            &store,
-            &target,
-            Arc::clone(&projection),
-            stop.clone(),
-            &options,
-        )
-        .await;
-        let Err(e) = &result else {
-            return (name, result);
-        };
-        if failed(name, e, &health, &mut stop).await {
-            return (name, result);
-        }
-    }
-}
-
-/// Reports a projector's failure and pauses before its restart; `true`
-/// when asked to stop meanwhile.
-async fn failed(
-    name: &str,
-    e: &ProjectionError,
-    health: &WorkerHealth,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
-    tracing::error!(model = name, error = %e, "projector failed; restarting");
-    health.set(PROJECTORS, WorkerState::Failed(format!("{name}: {e}")));
-    if paused(stop).await {
-        return true;
-    }
-    health.set(PROJECTORS, WorkerState::Running);
-    false
 }
 
 /// Waits [`PROJECTOR_RESTART_BACKOFF_MS`]; `true` when asked to stop

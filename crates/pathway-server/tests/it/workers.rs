@@ -513,9 +513,12 @@ async fn the_tail_verification_counts_a_tampered_record() {
 
 /// The projectors start with one shared catch-up of every model. A model
 /// stored by another build (other columns) fails in it alone: the others
-/// still reach the head, and serve reports the one that needs a rebuild.
+/// still reach the head and follow new events, and serve reports the one
+/// that needs a rebuild; once its old tables are gone it rejoins and is
+/// built from position 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_model_fails_alone_while_the_others_catch_up_and_follow() {
+async fn a_changed_model_fails_alone_while_the_others_follow_and_recovers_once_its_tables_are_gone()
+{
     let db = TestDb::create();
     let mut s = settings(&db, None);
     s.sagas = false;
@@ -600,5 +603,26 @@ async fn a_changed_model_fails_alone_while_the_others_catch_up_and_follow() {
         Some(new_head as f64),
         "the changed model is left as it was"
     );
+
+    // Once its old tables are gone the model recovers by itself: it is
+    // built from position 1 and follows with the others.
+    client
+        .batch_execute("DROP SCHEMA sasac CASCADE")
+        .await
+        .expect("drop the older build's model");
+    wait_for("the recovered model at the head", || async {
+        let row = client
+            .query_one("SELECT position FROM sasac.checkpoint", &[])
+            .await
+            .ok()?;
+        (row.get::<_, i64>(0) as u64 == new_head).then_some(())
+    })
+    .await;
+    wait_for("the projectors reported running again", || async {
+        let (status, body) = app.get("/readyz").await;
+        let body: Value = serde_json::from_str(&body).expect("json");
+        (status == 200 && body["workers"]["projectors"] == "running").then_some(())
+    })
+    .await;
     app.shut_down().await;
 }
