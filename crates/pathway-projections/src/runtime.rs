@@ -41,10 +41,11 @@
 //! A rebuild's batches are larger ([`ProjectorOptions::rebuild`]): its
 //! fresh storage is read by nobody until the swap.
 //!
-//! [`catch_up_many`] and [`rebuild_many`] run one reader for several
-//! models: each read is decoded once and sent to every model's writer,
-//! which skips what its checkpoint already covers. The last writer done
-//! with a read frees it on the blocking pool, off its own path.
+//! [`catch_up_many`], [`rebuild_many`] and [`follow_many_with`] run one
+//! reader for several models: each read is decoded once and sent to every
+//! model's writer, which skips what its checkpoint already covers. The
+//! last writer done with a read frees it on the blocking pool, off its own
+//! path.
 //!
 //! Inside a batch the projection's rows go through a write-back cache
 //! (`cache`): reads are served from it, writes coalesced per row and flushed
@@ -492,7 +493,7 @@ pub enum Followed {
 /// [`catch_up_many`] does up to a position), then given to each model's
 /// writer. Runs until `shutdown` turns true or one model ends (fails, or
 /// finds its checkpoint moved); the others then stop at their checkpoints,
-/// so a caller can follow them together again and deal with that one alone.
+/// so a caller can start another run, with that one or without it.
 /// Returns how each model ended, in order; `Err` when the shared reader
 /// failed (every model stopped at its checkpoint).
 #[tracing::instrument(skip_all, fields(projections = projections.len()))]
