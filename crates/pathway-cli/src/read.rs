@@ -182,37 +182,47 @@ async fn run<S: EventStore + Clone>(
         pathway_server::shutdown_signal().await;
         stop.send(true).ok();
     });
-    let mut resyncs = vec![runtime::Resyncs::default(); projections.len()];
-    loop {
-        let ends =
-            runtime::follow_many_with(&store, &target, &projections, shutdown.clone(), &options)
-                .await?;
-        if *shutdown.borrow() {
-            break;
-        }
-        for ((p, end), resyncs) in projections.iter().zip(ends).zip(&mut resyncs) {
-            match end {
-                Followed::Stopped(_) => {}
-                Followed::Failed(e) => {
-                    signal.abort();
-                    return Err(anyhow::Error::new(e).context(format!("read model {}", p.name())));
-                }
-                Followed::Moved { expected, found } => {
-                    if let Err(e) = resyncs.moved(p.name(), expected, found) {
-                        signal.abort();
-                        return Err(e.into());
+    let followed = async {
+        let mut resyncs = vec![runtime::Resyncs::default(); projections.len()];
+        loop {
+            let ends = runtime::follow_many_with(
+                &store,
+                &target,
+                &projections,
+                shutdown.clone(),
+                &options,
+            )
+            .await?;
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let mut one_ended = false;
+            for ((p, end), resyncs) in projections.iter().zip(ends).zip(&mut resyncs) {
+                match end {
+                    Followed::Stopped(_) => {}
+                    Followed::Failed(e) => {
+                        return Err(
+                            anyhow::Error::new(e).context(format!("read model {}", p.name()))
+                        );
                     }
-                    eprintln!(
-                        "{}: checkpoint moved from {expected} to {found} by another writer \
-                         (a rebuild?); following on from there",
-                        p.name()
-                    );
+                    Followed::Moved { expected, found } => {
+                        one_ended = true;
+                        resyncs.moved(p.name(), expected, found)?;
+                        eprintln!(
+                            "{}: checkpoint moved from {expected} to {found} by another writer \
+                             (a rebuild?); following on from there",
+                            p.name()
+                        );
+                    }
                 }
             }
+            // A run ends when asked to or when a model ends: never spin.
+            anyhow::ensure!(one_ended, "the projectors' shared run ended on its own");
         }
     }
+    .await;
     signal.abort();
-    Ok(())
+    followed
 }
 
 /// Brings every model up to the head (used before reading), opening

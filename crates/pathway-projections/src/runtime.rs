@@ -1353,11 +1353,8 @@ async fn read_log_inner<S: EventStore + Clone>(
                     *writer = None;
                 }
             }
-            if first_end && writers.iter().any(Option::is_none) {
+            if !carry_on(writers, first_end)? {
                 return Ok(());
-            }
-            if writers.iter().all(Option::is_none) {
-                return Err(writer_gone().into());
             }
             if let (Until::Position(target), Some(progress)) = (&*until, &options.progress) {
                 progress(*next - 1, *target);
@@ -1398,11 +1395,8 @@ async fn read_log_inner<S: EventStore + Clone>(
                                     *writer = None;
                                 }
                             }
-                            if first_end && writers.iter().any(Option::is_none) {
+                            if !carry_on(writers, first_end)? {
                                 return Ok(());
-                            }
-                            if writers.iter().all(Option::is_none) {
-                                return Err(writer_gone().into());
                             }
                         }
                     }
@@ -1414,17 +1408,30 @@ async fn read_log_inner<S: EventStore + Clone>(
                                 *writer = None;
                             }
                         }
-                        if first_end {
+                        if !carry_on(writers, first_end)? {
                             return Ok(());
-                        }
-                        if writers.iter().all(Option::is_none) {
-                            return Err(writer_gone().into());
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// After writers may have hung up (their slots `None`): whether the
+/// reader goes on. With `first_end` ([`Until::FirstEnd`]) one writer gone
+/// ends the run; otherwise only all of them gone does, as a failure.
+fn carry_on(
+    writers: &[Option<mpsc::Sender<Read>>],
+    first_end: bool,
+) -> Result<bool, PipelineError> {
+    if first_end && writers.iter().any(Option::is_none) {
+        return Ok(false);
+    }
+    if writers.iter().all(Option::is_none) {
+        return Err(writer_gone().into());
+    }
+    Ok(true)
 }
 
 fn writer_gone() -> ProjectionError {

@@ -646,14 +646,13 @@ async fn follow_together<S: EventStore + Clone>(
     let backoff = Duration::from_millis(PROJECTOR_RESTART_BACKOFF_MS);
     // Asked to stop first: the models then stop at once, at their checkpoints.
     let all: Vec<_> = members.iter().map(|m| Arc::clone(&m.projection)).collect();
-    let mut stopped = stop.clone();
     tokio::select! {
         caught_up = runtime::catch_up_many_with(&store, &target, &all, &options) => {
             if let Err(e) = caught_up {
                 tracing::warn!(error = %e, "shared catch-up failed; the models follow from their checkpoints");
             }
         }
-        _ = stopped.wait_for(|s| *s) => {}
+        _ = stop.wait_for(|s| *s) => {}
     }
     loop {
         let stopping = *stop.borrow();
@@ -666,7 +665,7 @@ async fn follow_together<S: EventStore + Clone>(
                 m.done.is_some() && (stopping || m.out_until.is_none_or(|back| back <= now))
             })
             .collect();
-        if running.is_empty() && members.iter().all(|m| m.done.is_none()) {
+        if members.iter().all(|m| m.done.is_none()) {
             return;
         }
         let back = members
@@ -683,11 +682,7 @@ async fn follow_together<S: EventStore + Clone>(
         }
         if running.is_empty() {
             // Every model left sits out: wait for the first to come back.
-            let mut stopped = stop.clone();
-            tokio::select! {
-                _ = tokio::time::sleep_until(back.unwrap_or(now + backoff)) => {}
-                _ = stopped.wait_for(|s| *s) => {}
-            }
+            paused_until(&mut stop, back.unwrap_or(now + backoff)).await;
             continue;
         }
         let projections: Vec<_> = running
@@ -697,12 +692,11 @@ async fn follow_together<S: EventStore + Clone>(
         let (end_run, run_stop) = watch::channel(stopping);
         let run = runtime::follow_many_with(&store, &target, &projections, run_stop, &options);
         tokio::pin!(run);
-        let mut stopped = stop.clone();
         let ended = loop {
             let ending = *end_run.borrow();
             tokio::select! {
                 ended = &mut run => break ended,
-                _ = stopped.wait_for(|s| *s), if !ending => {
+                _ = stop.wait_for(|s| *s), if !ending => {
                     end_run.send_replace(true);
                 }
                 _ = tokio::time::sleep_until(back.unwrap_or(now)), if !ending && back.is_some() => {
@@ -783,9 +777,14 @@ async fn follow_together<S: EventStore + Clone>(
 /// Waits [`PROJECTOR_RESTART_BACKOFF_MS`]; `true` when asked to stop
 /// before or meanwhile.
 async fn paused(stop: &mut watch::Receiver<bool>) -> bool {
-    let pause = tokio::time::sleep(Duration::from_millis(PROJECTOR_RESTART_BACKOFF_MS));
+    let until = tokio::time::Instant::now() + Duration::from_millis(PROJECTOR_RESTART_BACKOFF_MS);
+    paused_until(stop, until).await
+}
+
+/// Waits until `until`; `true` when asked to stop before or meanwhile.
+async fn paused_until(stop: &mut watch::Receiver<bool>, until: tokio::time::Instant) -> bool {
     tokio::select! {
-        _ = pause => {}
+        _ = tokio::time::sleep_until(until) => {}
         _ = stop.wait_for(|s| *s) => return true,
     }
     *stop.borrow()
