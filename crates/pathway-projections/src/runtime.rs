@@ -2876,13 +2876,53 @@ mod sqlite {
         selection.params().iter().map(|(_, v)| to_sql(v)).collect()
     }
 
-    /// Replaces the tables of `live` by those of `fresh` in one transaction.
+    /// Replaces the live model at `live` with the rebuilt one at `fresh`
+    /// in one transaction of the live model, while its readers go on
+    /// reading the old one (their snapshots) until it commits.
+    ///
+    /// SQLite's online backup copies the rebuilt file page by page into the
+    /// live one — a copy of its bytes, not of its rows, so a model of
+    /// millions of rows swaps in about the time it takes to write its
+    /// pages. It needs both files to have the same page size (the live
+    /// one keeps a write-ahead log); a live model made with another page
+    /// size is swapped row by row instead ([`copy_tables`]).
     pub(super) fn swap(
         live: &Path,
         fresh: &Path,
         projection: &dyn Projection,
     ) -> Result<(), ProjectionError> {
         let mut conn = open(live, Access::Live)?.expect("opened read-write");
+        let source = open(fresh, Access::Read)?.ok_or_else(|| {
+            ProjectionError::Storage(format!("rebuilt model {} is missing", fresh.display()))
+        })?;
+        let page_size = |conn: &Connection| -> Result<i64, ProjectionError> {
+            conn.pragma_query_value(None, "page_size", |row| row.get(0))
+                .map_err(error)
+        };
+        if page_size(&conn)? != page_size(&source)? {
+            drop(source);
+            return copy_tables(&mut conn, fresh, projection);
+        }
+        let backup = rusqlite::backup::Backup::new(&source, &mut conn).map_err(error)?;
+        // Every page in one step: one write transaction of the live model,
+        // waiting (its busy timeout) for a writer of it to commit first.
+        match backup.step(-1).map_err(error)? {
+            rusqlite::backup::StepResult::Done => Ok(()),
+            other => Err(ProjectionError::Storage(format!(
+                "swapping {} into {}: {other:?}",
+                fresh.display(),
+                live.display()
+            ))),
+        }
+    }
+
+    /// [`swap`] row by row: the live model's tables dropped and made anew
+    /// from the rebuilt ones, in one transaction.
+    fn copy_tables(
+        conn: &mut Connection,
+        fresh: &Path,
+        projection: &dyn Projection,
+    ) -> Result<(), ProjectionError> {
         conn.execute("ATTACH DATABASE ?1 AS rebuild", [fresh.to_string_lossy()])
             .map_err(error)?;
         let result = (|| {

@@ -454,7 +454,10 @@ impl RowCache {
             }
             let slots = std::mem::take(&mut cached.dirty);
             let rows = &cached.rows;
-            let mut writes: Vec<(&[Value], Write<'_>)> = Vec::with_capacity(slots.len());
+            // With each key its sort prefix, so the sort compares integers
+            // held in the list, and follows a key to its values only where
+            // two prefixes tie.
+            let mut writes: Vec<(u64, &[Value], Write<'_>)> = Vec::with_capacity(slots.len());
             for &slot in &slots {
                 let write = match rows.entry(slot) {
                     Entry::Known { dirty: false, .. }
@@ -472,9 +475,14 @@ impl RowCache {
                     Entry::Known { row: Some(row), .. } => Write::Row(row),
                     Entry::Blind(changes) => Write::Merge(changes),
                 };
-                writes.push((rows.key(slot), write));
+                let key = rows.key(slot);
+                writes.push((sort_prefix(key), key, write));
             }
-            writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            writes.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+            let writes: Vec<(&[Value], Write<'_>)> = writes
+                .into_iter()
+                .map(|(_, key, write)| (key, write))
+                .collect();
             store.flush(table, &writes)?;
             drop(writes);
             for slot in slots {
@@ -506,6 +514,26 @@ impl RowCache {
             self.evict();
         }
         Ok(())
+    }
+}
+
+/// A prefix of the order of keys: a key whose prefix is smaller sorts
+/// first; keys with equal prefixes are compared in full. The top two bits
+/// are the first value's variant (in `Value`'s order), the rest its leading
+/// bits: an integer's (sign flipped, so negative ones come first), a text's
+/// first bytes.
+fn sort_prefix(key: &[Value]) -> u64 {
+    const VALUE_BITS: u32 = 62;
+    match key.first() {
+        None | Some(Value::Null) => 0,
+        Some(Value::Bool(b)) => (1 << VALUE_BITS) | u64::from(*b),
+        Some(Value::Int(i)) => (2 << VALUE_BITS) | (((*i as u64) ^ (1 << 63)) >> 2),
+        Some(Value::Text(s)) => {
+            let mut leading = [0u8; 8];
+            let n = s.len().min(8);
+            leading[..n].copy_from_slice(&s.as_bytes()[..n]);
+            (3 << VALUE_BITS) | (u64::from_be_bytes(leading) >> 2)
+        }
     }
 }
 
@@ -899,12 +927,14 @@ mod tests {
         values: &[Column::int("moves"), Column::text("city")],
     }];
 
-    /// Storage that counts lookups and refuses an insert over a stored row
-    /// (as PostgreSQL's primary key would).
+    /// Storage that counts lookups, refuses an insert over a stored row
+    /// (as PostgreSQL's primary key would) and a flush whose keys are not
+    /// distinct and in order, and keeps the keys it was handed, in order.
     #[derive(Default)]
     struct Counted {
         rows: BTreeMap<Vec<Value>, Vec<Value>>,
         loads: usize,
+        flushed: Vec<Vec<Value>>,
     }
 
     impl RowStore for Counted {
@@ -922,7 +952,16 @@ mod tests {
             table: &Table,
             writes: &[(&[Value], Write<'_>)],
         ) -> Result<(), ProjectionError> {
+            for pair in writes.windows(2) {
+                assert!(
+                    pair[0].0 < pair[1].0,
+                    "{:?} flushed before {:?}",
+                    pair[0].0,
+                    pair[1].0
+                );
+            }
             for (key, write) in writes {
+                self.flushed.push(key.to_vec());
                 match write {
                     Write::Delete => {
                         self.rows.remove(*key);
@@ -1067,5 +1106,89 @@ mod tests {
         };
         assert_eq!(tx.get(&TABLES[0], &[Value::Int(7)]).expect("get"), None);
         assert_eq!(store.loads, 1);
+    }
+
+    #[test]
+    fn a_flush_hands_on_its_rows_in_key_order() {
+        static REFS: &[Table] = &[Table {
+            name: "refs",
+            key: &[Column::text("ref"), Column::int("year")],
+            values: &[Column::int("n")],
+        }];
+        // Texts that share their first eight bytes or are shorter, and
+        // integers of both signs after them: the order past a prefix.
+        let texts = [
+            "",
+            "0000bdfe",
+            "0000bdfe-0724",
+            "0000bdfe-0723",
+            "0000bdf",
+            "0000bdfe\u{0}",
+            "ffffffffffff",
+            "\u{9ed1}\u{9f99}\u{6c5f}",
+            "\u{9ed1}\u{9f99}",
+            "Z",
+            "a",
+        ];
+        let years = [2024, -1, 0, i64::MIN, i64::MAX, 2022];
+        let mut keys: Vec<Vec<Value>> = texts
+            .iter()
+            .flat_map(|t| {
+                years
+                    .iter()
+                    .map(move |y| vec![Value::from(*t), Value::Int(*y)])
+            })
+            .collect();
+        let mut cache = RowCache::new(REFS, usize::MAX, usize::MAX, true);
+        let mut store = Counted::default();
+        let mut tx = CachedTx {
+            cache: &mut cache,
+            store: &mut store,
+            all_tables: REFS,
+            projection: "test",
+        };
+        for key in &keys {
+            tx.add(&REFS[0], key, &[("n", 1)]).expect("add");
+        }
+        tx.flush().expect("flush");
+        keys.sort();
+        assert_eq!(store.flushed, keys);
+    }
+
+    #[test]
+    fn sort_prefixes_follow_the_order_of_values() {
+        let values = [
+            Value::Null,
+            Value::Bool(false),
+            Value::Bool(true),
+            Value::Int(i64::MIN),
+            Value::Int(-5),
+            Value::Int(-4),
+            Value::Int(0),
+            Value::Int(3),
+            Value::Int(4),
+            Value::Int(i64::MAX),
+            Value::from(""),
+            Value::from("2301"),
+            Value::from("2301000"),
+            Value::from("23010000"),
+            Value::from("230100000"),
+            Value::from("2302"),
+            Value::from("\u{9ed1}"),
+        ];
+        for (i, a) in values.iter().enumerate() {
+            for b in &values[i + 1..] {
+                assert!(a < b, "the list is in order: {a:?} < {b:?}");
+                let (pa, pb) = (
+                    sort_prefix(std::slice::from_ref(a)),
+                    sort_prefix(std::slice::from_ref(b)),
+                );
+                assert!(pa <= pb, "{a:?} ({pa:#x}) before {b:?} ({pb:#x})");
+            }
+        }
+        // Distinct leading values that fit the prefix tell apart by it alone.
+        assert!(sort_prefix(&[Value::Int(-5)]) < sort_prefix(&[Value::Int(0)]));
+        assert!(sort_prefix(&[Value::from("2301")]) < sort_prefix(&[Value::from("2302")]));
+        assert!(sort_prefix(&[Value::Bool(true)]) < sort_prefix(&[Value::Int(i64::MIN)]));
     }
 }

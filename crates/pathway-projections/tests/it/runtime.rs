@@ -1145,6 +1145,39 @@ async fn sqlite_rebuild_swaps_while_an_old_reader_keeps_reading() {
     assert!(!env.dir.path().join("models/test_moves.rebuild.db").exists());
 }
 
+/// A rebuild swaps in by copying the rebuilt file's pages, which needs the
+/// live file's page size; a live model made with another one is swapped
+/// table by table, and keeps its page size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_rebuild_swaps_into_a_live_model_of_another_page_size() {
+    let env = SqliteEnv::new();
+    let (log, target) = (&env.log, &env.target);
+    let page_size = |conn: &rusqlite::Connection| -> i64 {
+        conn.pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap()
+    };
+    std::fs::create_dir_all(model_file(target).parent().unwrap()).unwrap();
+    {
+        let live = rusqlite::Connection::open(model_file(target)).unwrap();
+        live.pragma_update(None, "page_size", 8192).unwrap();
+        live.pragma_update(None, "journal_mode", "WAL").unwrap();
+        assert_eq!(page_size(&live), 8192);
+    }
+    append_events(log, 32, 120).await;
+    runtime::catch_up(log, target, moves()).await.unwrap();
+    append_events(log, 33, 80).await;
+    let head = head(log).await;
+    assert_eq!(runtime::rebuild(log, target, moves()).await.unwrap(), head);
+    assert_eq!(stored(target), expected(log, head).await);
+    assert_eq!(
+        runtime::read_checkpoint(target, "test_moves").unwrap(),
+        head
+    );
+    let live = rusqlite::Connection::open(model_file(target)).unwrap();
+    assert_eq!(page_size(&live), 8192);
+    assert!(!env.dir.path().join("models/test_moves.rebuild.db").exists());
+}
+
 /// A rebuild's file is written in place, its rollback journal in memory
 /// (not in a write-ahead log): a batch that fails before its checkpoint is
 /// still rolled back, the live model is untouched, and the next rebuild
