@@ -62,6 +62,11 @@ const SQLITE_QUEUE_MAX: usize = 1024;
 const SQLITE_REQUESTS_PER_COMMIT_MAX: usize = 512;
 /// The key table file in an embedded data directory.
 pub const SQLITE_KEY_FILE: &str = "keys.sqlite3";
+/// Page cache of the key table's connection: a key table of 100,000 keys
+/// (~20 MB) stays in memory once read, so a reader opening the fields of
+/// many persons (a rebuild) looks each key up without reading its pages
+/// from the file again (SQLite's default is 2 MiB).
+const SQLITE_KEY_CACHE_KIB: i64 = 32 * 1024;
 
 /// `(key_id, wrapped key)` pairs.
 type Wrapped = Vec<(String, Vec<u8>)>;
@@ -125,6 +130,8 @@ impl SqliteKeyTable {
              );",
         )
         .map_err(sql_err)?;
+        conn.pragma_update(None, "cache_size", -SQLITE_KEY_CACHE_KIB)
+            .map_err(sql_err)?;
         let (tx, rx) = mpsc::channel(SQLITE_QUEUE_MAX);
         std::thread::Builder::new()
             .name("pathway-keys-sqlite".into())

@@ -161,6 +161,9 @@ pub const SQLITE_WRITER_CACHE_KIB: i64 = 32 * 1024;
 pub const SQLITE_WRITER_WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
 /// Prepared statements cached per SQLite connection.
 pub const SQLITE_STATEMENT_CACHE_LEN_MAX: usize = 256;
+/// Bytes of a rebuilt model file its swap maps into memory to read it (the
+/// rest, if any, is read with read calls).
+pub const SQLITE_SWAP_MMAP_BYTES_MAX: i64 = 1 << 30;
 /// Wait to open a PostgreSQL connection.
 pub const PG_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// Wait for the locks of a rebuild swap (the old checkpoint, the schemas).
@@ -173,6 +176,11 @@ pub const PG_STATEMENT_CACHE_LEN_MAX: usize = 256;
 /// Rows a projector's cache holds (read, or written and not yet flushed)
 /// before it flushes them mid-batch and forgets them.
 pub const PROJECTOR_CACHE_ROWS_MAX: usize = 200_000;
+/// [`PROJECTOR_CACHE_ROWS_MAX`] of a rebuild ([`ProjectorOptions::rebuild`]),
+/// whose one batch holds every row it writes until the end: the DPF
+/// model's rows of a 100,000-person province fit (about 500,000), ~150 MB a
+/// model at most.
+pub const REBUILD_CACHE_ROWS_MAX: usize = 500_000;
 /// Key fingerprints a projector that started from an empty model keeps to
 /// know which rows are absent without looking them up (4 bytes each, about
 /// 10 with the set's spare room: at most ~80 MiB a model). Past it, rows
@@ -233,6 +241,8 @@ pub struct ProjectorOptions {
     pub batch_events_max: usize,
     /// A batch takes no further reads after being open this long.
     pub batch_time_max_ms: u64,
+    /// Rows each writer's cache holds (see the cache's docs).
+    pub cache_rows_max: usize,
     /// Opens personal fields before the views are made; without one, every
     /// sealed field reads as absent.
     pub keyring: Option<pathway_engine::Keyring>,
@@ -250,6 +260,7 @@ impl Default for ProjectorOptions {
             read_events_max: PROJECTOR_READ_EVENTS_MAX,
             batch_events_max: PROJECTOR_BATCH_EVENTS_MAX,
             batch_time_max_ms: PROJECTOR_BATCH_TIME_MAX_MS,
+            cache_rows_max: PROJECTOR_CACHE_ROWS_MAX,
             keyring: None,
             progress: None,
             before_checkpoint: None,
@@ -259,16 +270,21 @@ impl Default for ProjectorOptions {
 
 impl ProjectorOptions {
     /// The defaults for a rebuild: batches of up to
-    /// [`REBUILD_BATCH_EVENTS_MAX`] events or [`REBUILD_BATCH_TIME_MAX_MS`].
+    /// [`REBUILD_BATCH_EVENTS_MAX`] events or [`REBUILD_BATCH_TIME_MAX_MS`],
+    /// and a cache of [`REBUILD_CACHE_ROWS_MAX`] rows.
     /// A batch commit is what makes a live model's progress durable and
     /// visible; a rebuild's fresh storage is read by nobody and discarded
     /// when a rebuild starts, so a commit there buys nothing, and costs a
     /// write of every row the batch changed (a row changed in ten batches is
     /// written ten times, and each time as an upsert, since it is stored).
+    /// The same goes for a cache trimmed within a batch: its rows are
+    /// written, dropped, read back when an event touches them again, and
+    /// written again at the commit.
     pub fn rebuild() -> Self {
         ProjectorOptions {
             batch_events_max: REBUILD_BATCH_EVENTS_MAX,
             batch_time_max_ms: REBUILD_BATCH_TIME_MAX_MS,
+            cache_rows_max: REBUILD_CACHE_ROWS_MAX,
             ..ProjectorOptions::default()
         }
     }
@@ -280,6 +296,7 @@ impl std::fmt::Debug for ProjectorOptions {
             .field("read_events_max", &self.read_events_max)
             .field("batch_events_max", &self.batch_events_max)
             .field("batch_time_max_ms", &self.batch_time_max_ms)
+            .field("cache_rows_max", &self.cache_rows_max)
             .field("progress", &self.progress.is_some())
             .field("before_checkpoint", &self.before_checkpoint.is_some())
             .finish()
@@ -1490,7 +1507,7 @@ impl Writer {
         }
         let mut cache = RowCache::new(
             self.projection.tables(),
-            PROJECTOR_CACHE_ROWS_MAX,
+            self.options.cache_rows_max,
             PROJECTOR_LEDGER_KEYS_MAX,
             checkpoint == 0,
         );
@@ -2353,8 +2370,8 @@ mod sqlite {
     use super::cache::{RowStore, Shape, Write, Written, shape_kinds};
     use super::{
         CHECKPOINT_TABLE, SQLITE_BUSY_RETRY_PAUSE_MS, SQLITE_BUSY_TIMEOUT_MS,
-        SQLITE_FLUSH_ROWS_MAX, SQLITE_STATEMENT_CACHE_LEN_MAX, SQLITE_WRITER_CACHE_KIB,
-        SQLITE_WRITER_WAL_AUTOCHECKPOINT_PAGES, quote, sql,
+        SQLITE_FLUSH_ROWS_MAX, SQLITE_STATEMENT_CACHE_LEN_MAX, SQLITE_SWAP_MMAP_BYTES_MAX,
+        SQLITE_WRITER_CACHE_KIB, SQLITE_WRITER_WAL_AUTOCHECKPOINT_PAGES, quote, sql,
     };
     use crate::model::{Column, ColumnType, Projection, ProjectionError, Table, Value};
 
@@ -2706,6 +2723,7 @@ mod sqlite {
             );
             let mut statement = self.tx.prepare_cached(sql).map_err(error)?;
             for chunk in rows.chunks_exact(size) {
+                touch_texts(chunk);
                 let mut n = 0;
                 let mut result = Ok(());
                 for (key, write) in chunk {
@@ -2729,6 +2747,30 @@ mod sqlite {
             }
             Ok(())
         }
+    }
+
+    /// Reads the first byte of every text a chunk of a flush binds, before
+    /// binding any. The strings of cached rows lie scattered over the heap,
+    /// so binding (SQLite copies each text) waits on memory once per
+    /// string, one wait after another; these loads, independent of each
+    /// other, wait together, and the binds then find the strings in the
+    /// processor's cache.
+    fn touch_texts(chunk: &[RowWrite<'_, '_>]) {
+        let mut folded = 0u8;
+        let mut touch = |value: &Value| {
+            if let Value::Text(text) = value {
+                folded ^= text.as_bytes().first().copied().unwrap_or(0);
+            }
+        };
+        for (key, write) in chunk {
+            key.iter().for_each(&mut touch);
+            write.for_each_written(|written| {
+                if let Written::Set(value) = written {
+                    touch(value);
+                }
+            });
+        }
+        std::hint::black_box(folded);
     }
 
     impl RowStore for SqliteStore<'_> {
@@ -2895,6 +2937,11 @@ mod sqlite {
         let source = open(fresh, Access::Read)?.ok_or_else(|| {
             ProjectionError::Storage(format!("rebuilt model {} is missing", fresh.display()))
         })?;
+        // The backup reads every page once: mapped, not copied by a read
+        // call each.
+        source
+            .pragma_update(None, "mmap_size", SQLITE_SWAP_MMAP_BYTES_MAX)
+            .map_err(error)?;
         let page_size = |conn: &Connection| -> Result<i64, ProjectionError> {
             conn.pragma_query_value(None, "page_size", |row| row.get(0))
                 .map_err(error)

@@ -450,6 +450,7 @@ on_both_backends!(
     catch_up_and_rebuild_report_progress,
     models_follow_together_until_one_ends,
     a_checkpoint_moved_under_models_following_together_ends_their_run,
+    a_cache_smaller_than_the_model_still_projects_every_row,
 );
 
 // ---------------------------------------------------------------------------
@@ -723,6 +724,38 @@ async fn failure_before_checkpoint_rolls_back_the_batch<S: EventStore + Clone>(
     assert_eq!(restarted, expected(log, head).await);
     assert_eq!(runtime::rebuild(log, target, moves()).await.unwrap(), head);
     assert_eq!(stored(target), restarted);
+}
+
+/// A writer whose cache holds fewer rows than the model flushes and drops
+/// them mid-batch and reads them back when an event touches them again:
+/// the rows come out the same, caught up in small batches or rebuilt in one.
+async fn a_cache_smaller_than_the_model_still_projects_every_row<S: EventStore + Clone>(
+    log: &S,
+    target: &ReadStore,
+) {
+    append_events(log, 8, 240).await;
+    let head = head(log).await;
+    let tiny = |batch_events_max| ProjectorOptions {
+        cache_rows_max: 3,
+        batch_events_max,
+        ..small_batches()
+    };
+    assert_eq!(
+        runtime::catch_up_with(log, target, moves(), &tiny(40))
+            .await
+            .unwrap(),
+        head
+    );
+    let (persons, regions) = expected(log, head).await;
+    assert!(persons.len() > 6, "more rows than the cache holds");
+    assert_eq!(stored(target), (persons.clone(), regions.clone()));
+    assert_eq!(
+        runtime::rebuild_many_with(log, target, &[moves()], &tiny(100_000))
+            .await
+            .unwrap(),
+        [head]
+    );
+    assert_eq!(stored(target), (persons, regions));
 }
 
 async fn rebuild_produces_identical_rows<S: EventStore + Clone>(log: &S, target: &ReadStore) {
