@@ -183,6 +183,8 @@ pub struct ProjectedEvent<V> {
     pub position: u64,
     pub recorded_at: DateTime<Utc>,
     pub stream_id: std::sync::Arc<str>,
+    /// The department that recorded it; [`pb::Department::Unspecified`]
+    /// when no projection of the run reads it ([`Projection::reads_actor`]).
     pub actor_department: pb::Department,
     pub view: V,
 }
@@ -198,4 +200,10 @@ pub trait Projection: Send + Sync + 'static {
     fn apply(&self, event: &ProjectedEvent<View>, tx: &mut dyn Tx) -> Result<(), ProjectionError>;
     /// This department's view of an event, or `None` if it sees nothing of it.
     fn view(&self, event: &pathway_domain::Event) -> Option<View>;
+    /// Whether `apply` reads [`ProjectedEvent::actor_department`]. When no
+    /// projection of a run does, the runtime does not read the events'
+    /// envelopes, and the field is [`pb::Department::Unspecified`].
+    fn reads_actor(&self) -> bool {
+        true
+    }
 }

@@ -39,6 +39,11 @@ macro_rules! department_projection {
                 $view_fn(event).map(crate::views::View::$variant)
             }
 
+            // A department's model counts what happened, not who recorded it.
+            fn reads_actor(&self) -> bool {
+                false
+            }
+
             fn apply(
                 &self,
                 event: &crate::ProjectedEvent<crate::views::View>,

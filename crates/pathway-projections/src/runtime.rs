@@ -118,7 +118,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use pathway_domain::pb;
 use pathway_store::limits::SUBSCRIPTION_POLL_INTERVAL_MS;
-use pathway_store::{EventStore, ReadFilter, RecordRef};
+use pathway_store::{EventStore, ReadFilter, RecordParts, RecordRef};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::model::{
@@ -1004,19 +1004,25 @@ struct EnvelopeActor {
 /// decode (payload and envelope) what the log stores. Runs where the store
 /// reads the record ([`EventStore::read_all_mapped`]: on the embedded
 /// store, its reader threads, without copying the record first).
-fn decode_record(record: RecordRef<'_>) -> Decoded {
+/// Without the envelope ([`RecordParts::WithoutMetadata`]), the actor is
+/// unspecified.
+fn decode_record(record: RecordRef<'_>, parts: RecordParts) -> Decoded {
     let event = pathway_engine::decode_record(record).map_err(|e| e.to_string());
-    let actor_department = <EnvelopeActor as prost::Message>::decode(record.metadata)
-        .map(|envelope| {
-            pb::Department::try_from(envelope.actor_department)
-                .unwrap_or(pb::Department::Unspecified)
-        })
-        .map_err(|e| {
-            format!(
-                "stream {}: event at version {} does not decode: envelope: {e}",
-                record.stream_id, record.stream_version
-            )
-        });
+    let actor_department = if parts == RecordParts::WithoutMetadata {
+        Ok(pb::Department::Unspecified)
+    } else {
+        <EnvelopeActor as prost::Message>::decode(record.metadata)
+            .map(|envelope| {
+                pb::Department::try_from(envelope.actor_department)
+                    .unwrap_or(pb::Department::Unspecified)
+            })
+            .map_err(|e| {
+                format!(
+                    "stream {}: event at version {} does not decode: envelope: {e}",
+                    record.stream_id, record.stream_version
+                )
+            })
+    };
     Decoded {
         position: record.position,
         event_id: record.event_id,
@@ -1232,7 +1238,13 @@ async fn pipeline_many<S: EventStore + Clone>(
             return Ok(());
         };
         let mut next = lowest + 1;
-        read_log(store, options, until, &mut next, &mut senders).await
+        // The envelopes are read only for a model that uses them.
+        let parts = if models.iter().any(|m| m.projection.reads_actor()) {
+            RecordParts::All
+        } else {
+            RecordParts::WithoutMetadata
+        };
+        read_log(store, options, parts, until, &mut next, &mut senders).await
     }
     .await;
     drop(senders);
@@ -1269,11 +1281,14 @@ fn start_read<S: EventStore + Clone>(
     store: &S,
     from: u64,
     max: usize,
+    parts: RecordParts,
     keyring: Option<pathway_engine::Keyring>,
 ) -> PendingRead {
     let store = store.clone();
     let task = tokio::spawn(async move {
-        let decoded = store.read_all_mapped(from, max, decode_record).await?;
+        let decoded = store
+            .read_all_mapped(from, max, parts, move |record| decode_record(record, parts))
+            .await?;
         for (offset, event) in (0u64..).zip(&decoded) {
             if event.position != from + offset {
                 return Err(ProjectionError::Storage(format!(
@@ -1300,12 +1315,13 @@ fn start_read<S: EventStore + Clone>(
 async fn read_log<S: EventStore + Clone>(
     store: &S,
     options: &ProjectorOptions,
+    parts: RecordParts,
     until: &mut Until,
     next: &mut u64,
     writers: &mut [Option<mpsc::Sender<Read>>],
 ) -> Result<(), PipelineError> {
     let mut pending: std::collections::VecDeque<PendingRead> = std::collections::VecDeque::new();
-    let result = read_log_inner(store, options, until, next, writers, &mut pending).await;
+    let result = read_log_inner(store, options, parts, until, next, writers, &mut pending).await;
     for read in pending {
         read.task.abort();
     }
@@ -1315,6 +1331,7 @@ async fn read_log<S: EventStore + Clone>(
 async fn read_log_inner<S: EventStore + Clone>(
     store: &S,
     options: &ProjectorOptions,
+    parts: RecordParts,
     until: &mut Until,
     next: &mut u64,
     writers: &mut [Option<mpsc::Sender<Read>>],
@@ -1341,7 +1358,13 @@ async fn read_log_inner<S: EventStore + Clone>(
                 Until::Shutdown(_) | Until::FirstEnd(_) => options.read_events_max,
             };
             head_changes.borrow_and_update();
-            pending.push_back(start_read(store, queued, max, options.keyring.clone()));
+            pending.push_back(start_read(
+                store,
+                queued,
+                max,
+                parts,
+                options.keyring.clone(),
+            ));
             queued += max as u64;
         }
         let Some(read) = pending.pop_front() else {

@@ -65,7 +65,7 @@ use uuid::Uuid;
 use crate::chain::{Canonical, GENESIS, Verifier};
 use crate::limits::{APPEND_QUEUE_LEN_MAX, GROUP_COMMIT_EVENTS_MAX, VERIFY_BATCH_EVENTS};
 use crate::{
-    AppendResult, EventStore, ExpectedVersion, Head, NewEvent, ReadFilter, RecordRef,
+    AppendResult, EventStore, ExpectedVersion, Head, NewEvent, ReadFilter, RecordParts, RecordRef,
     RecordedEvent, StoreError, VerifyReport, validate,
 };
 use durable::{Committed, Durability, Syncer};
@@ -150,6 +150,11 @@ macro_rules! record_columns {
 /// The columns of a record ([`record_ref`]), without its hashes: what a
 /// mapped read hands on (SQLite copies every blob column it returns).
 const RECORD_COLUMNS: &str = record_columns!();
+/// [`RECORD_COLUMNS`] with an empty blob in the metadata's place
+/// ([`RecordParts::WithoutMetadata`]): SQLite neither copies nor returns
+/// the envelope, and the columns keep their indices.
+const RECORD_COLUMNS_WITHOUT_METADATA: &str = "position, stream_id, stream_version, event_id, \
+     event_type, schema_version, recorded_at_micros, x'' AS metadata, payload";
 /// The columns of a stored event ([`decode_event`]): a record and its hashes.
 const EVENT_COLUMNS: &str = concat!(record_columns!(), ", prev_hash, hash");
 
@@ -327,13 +332,18 @@ impl EmbeddedStore {
         from: u64,
         to: u64,
         max: usize,
+        parts: RecordParts,
         map: Arc<F>,
     ) -> Result<Vec<T>, StoreError>
     where
         T: Send + 'static,
         F: Fn(RecordRef<'_>) -> T + Send + Sync + 'static,
     {
-        self.read_rows(RECORD_COLUMNS, from, to, max, true, move |row, path| {
+        let columns = match parts {
+            RecordParts::All => RECORD_COLUMNS,
+            RecordParts::WithoutMetadata => RECORD_COLUMNS_WITHOUT_METADATA,
+        };
+        self.read_rows(columns, from, to, max, true, move |row, path| {
             record_ref(row, path).map(|record| map(record))
         })
         .await
@@ -519,6 +529,7 @@ impl EventStore for EmbeddedStore {
         &self,
         from_position: u64,
         max: usize,
+        parts: RecordParts,
         map: F,
     ) -> Result<Vec<T>, StoreError>
     where
@@ -536,11 +547,12 @@ impl EventStore for EmbeddedStore {
         {
             // As `read_split`, each half mapped by its own reader thread.
             return split(from, half, max, |from, to, max| {
-                self.read_range_mapped(from, to, max, Arc::clone(&map))
+                self.read_range_mapped(from, to, max, parts, Arc::clone(&map))
             })
             .await;
         }
-        self.read_range_mapped(from, u64::MAX, max, map).await
+        self.read_range_mapped(from, u64::MAX, max, parts, map)
+            .await
     }
 
     #[tracing::instrument(skip_all)]

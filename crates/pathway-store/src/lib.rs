@@ -28,7 +28,7 @@ pub use error::StoreError;
 pub use subscription::Subscription;
 pub use types::{
     AppendResult, ChainBreak, ChainBreakKind, ExpectedVersion, Head, NewEvent, ReadFilter,
-    RecordRef, RecordedEvent, VerifyReport,
+    RecordParts, RecordRef, RecordedEvent, VerifyReport,
 };
 
 use async_trait::async_trait;
@@ -70,10 +70,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// turn every record into something else (the projectors decode them).
     /// A backend that reads records in place (the embedded store) maps them
     /// there, without copying each one into a [`RecordedEvent`] first.
+    /// With [`RecordParts::WithoutMetadata`] every record's metadata is
+    /// empty, and a backend that can skips reading it.
     async fn read_all_mapped<T, F>(
         &self,
         from_position: u64,
         max: usize,
+        parts: RecordParts,
         map: F,
     ) -> Result<Vec<T>, StoreError>
     where
@@ -86,7 +89,16 @@ pub trait EventStore: Send + Sync + 'static {
         // Mapping a read (decoding thousands of records) is CPU work: off
         // the async workers, which also serve requests.
         tokio::task::spawn_blocking(move || {
-            records.iter().map(|r| map(r.as_record_ref())).collect()
+            records
+                .iter()
+                .map(|r| {
+                    let mut record = r.as_record_ref();
+                    if parts == RecordParts::WithoutMetadata {
+                        record.metadata = &[];
+                    }
+                    map(record)
+                })
+                .collect()
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))

@@ -94,6 +94,17 @@ impl RecordedEvent {
     }
 }
 
+/// What of each record a mapped read ([`crate::EventStore::read_all_mapped`])
+/// hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordParts {
+    /// Every part of a [`RecordRef`].
+    All,
+    /// All but the envelope: [`RecordRef::metadata`] is empty, and a store
+    /// that can does not read it (for a reader that uses only the payload).
+    WithoutMetadata,
+}
+
 /// One stored event without its hashes, borrowed from where the store read
 /// it: what [`crate::EventStore::read_all_mapped`] hands to its mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

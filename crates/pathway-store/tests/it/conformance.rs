@@ -16,7 +16,7 @@ use pathway_store::limits::{
 };
 use pathway_store::{
     AppendResult, ChainBreak, ChainBreakKind, EventStore, ExpectedVersion, Head, NewEvent,
-    ReadFilter, RecordedEvent, StoreError, subscribe_all,
+    ReadFilter, RecordParts, RecordedEvent, StoreError, subscribe_all,
 };
 use uuid::Uuid;
 
@@ -778,7 +778,8 @@ pub(crate) async fn read_stream_and_read_all_with_filters<S: EventStore + Clone>
 /// `read_all_mapped` hands over exactly the records an unfiltered
 /// `read_all` returns, field by field: reads that fit one query and reads
 /// large enough to be split in two (from 512 records), a partial last read,
-/// and reads past the head.
+/// and reads past the head; without metadata, the same records with empty
+/// metadata.
 pub(crate) async fn mapped_reads_are_read_all_mapped<S: EventStore + Clone>(store: S) {
     type Fields = (
         u64,
@@ -816,7 +817,10 @@ pub(crate) async fn mapped_reads_are_read_all_mapped<S: EventStore + Clone>(stor
         (1, 5_000, 1..=1_300),
     ];
     for (from, max, positions) in cases.iter().cloned() {
-        let mapped = store.read_all_mapped(from, max, fields).await.unwrap();
+        let mapped = store
+            .read_all_mapped(from, max, RecordParts::All, fields)
+            .await
+            .unwrap();
         let read: Vec<Fields> = store
             .read_all(from, max, &ReadFilter::all())
             .await
@@ -829,17 +833,35 @@ pub(crate) async fn mapped_reads_are_read_all_mapped<S: EventStore + Clone>(stor
             positions.collect::<Vec<_>>(),
             "read_all_mapped({from}, {max})"
         );
+        assert!(mapped.iter().all(|f| !f.7.is_empty()), "envelopes read");
         assert_eq!(mapped, read, "read_all_mapped({from}, {max})");
+        let without = store
+            .read_all_mapped(from, max, RecordParts::WithoutMetadata, fields)
+            .await
+            .unwrap();
+        let emptied: Vec<Fields> = read
+            .into_iter()
+            .map(|mut f| {
+                f.7.clear();
+                f
+            })
+            .collect();
+        assert_eq!(
+            without, emptied,
+            "read_all_mapped({from}, {max}) without metadata"
+        );
     }
     for (from, max) in [(1_301, 10), (u64::MAX, 10), (1, 0)] {
-        assert!(
-            store
-                .read_all_mapped(from, max, fields)
-                .await
-                .unwrap()
-                .is_empty(),
-            "read_all_mapped({from}, {max})"
-        );
+        for parts in [RecordParts::All, RecordParts::WithoutMetadata] {
+            assert!(
+                store
+                    .read_all_mapped(from, max, parts, fields)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "read_all_mapped({from}, {max}, {parts:?})"
+            );
+        }
     }
 }
 

@@ -223,7 +223,7 @@ async fn split_reads_report_a_hole_in_either_half() {
         check(
             "read_all_mapped",
             store
-                .read_all_mapped(from, 1000, |r| r.position)
+                .read_all_mapped(from, 1000, pathway_store::RecordParts::All, |r| r.position)
                 .await
                 .map(|r| r.len()),
         );
