@@ -116,17 +116,22 @@ impl SqliteKeyTable {
     /// Opens (creating if absent) the key table in `dir`.
     pub fn open(dir: &Path) -> Result<Self, KeyError> {
         let path = dir.join(SQLITE_KEY_FILE);
-        let mut conn = rusqlite::Connection::open(&path)
+        let conn = rusqlite::Connection::open(&path)
             .map_err(|e| KeyError::Table(format!("{}: {e}", path.display())))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             PRAGMA secure_delete = ON;",
+             PRAGMA secure_delete = ON;
+             CREATE TABLE IF NOT EXISTS data_keys (
+                 key_id TEXT PRIMARY KEY,
+                 master_key_id TEXT NOT NULL,
+                 wrapped BLOB,
+                 destroyed_reason TEXT
+             );",
         )
         .map_err(sql_err)?;
         conn.pragma_update(None, "cache_size", -SQLITE_KEY_CACHE_KIB)
             .map_err(sql_err)?;
-        create_data_keys(&mut conn).map_err(sql_err)?;
         let (tx, rx) = mpsc::channel(SQLITE_QUEUE_MAX);
         std::thread::Builder::new()
             .name("pathway-keys-sqlite".into())
@@ -148,48 +153,6 @@ impl SqliteKeyTable {
             .await
             .map_err(|_| KeyError::Table("the key table thread stopped".into()))?
     }
-}
-
-/// The key table's layout: one B-tree ordered by `key_id`, so a lookup is
-/// one search (`{}` is the table's name).
-const DATA_KEYS_DDL: &str = "CREATE TABLE {} (
-    key_id TEXT PRIMARY KEY,
-    master_key_id TEXT NOT NULL,
-    wrapped BLOB,
-    destroyed_reason TEXT
-) WITHOUT ROWID";
-
-/// Creates the key table, or moves the rows of one made before it was
-/// ordered by `key_id` (a rowid table and an index on the key: two searches
-/// a lookup) into one that is, in one transaction. With `secure_delete`,
-/// the old table's pages are overwritten as they are freed.
-fn create_data_keys(conn: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
-    use rusqlite::OptionalExtension;
-    let ddl = |name: &str| DATA_KEYS_DDL.replacen("{}", name, 1);
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let existing: Option<String> = tx
-        .query_row(
-            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'data_keys'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match existing {
-        None => tx.execute_batch(&ddl("data_keys"))?,
-        Some(sql) if sql.to_ascii_uppercase().contains("WITHOUT ROWID") => {}
-        Some(_) => {
-            tracing::info!("reordering the key table by key id");
-            tx.execute_batch(&format!(
-                "{};
-                 INSERT INTO data_keys_by_id (key_id, master_key_id, wrapped, destroyed_reason)
-                     SELECT key_id, master_key_id, wrapped, destroyed_reason FROM data_keys;
-                 DROP TABLE data_keys;
-                 ALTER TABLE data_keys_by_id RENAME TO data_keys;",
-                ddl("data_keys_by_id")
-            ))?;
-        }
-    }
-    tx.commit()
 }
 
 fn row(master_id: String, wrapped: Option<Vec<u8>>) -> StoredKey {

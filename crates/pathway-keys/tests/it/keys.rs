@@ -175,65 +175,6 @@ async fn sqlite_key_table_seals_opens_and_erases() {
     assert!(matches!(err, KeyError::WrongMasterKey { .. }), "{err}");
 }
 
-/// A key table made before it was ordered by key id (a rowid table) is
-/// moved into the new layout when it is opened: live keys still open what
-/// they sealed, destroyed ones stay destroyed.
-#[tokio::test]
-async fn a_key_table_of_the_old_layout_is_reordered_with_its_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = Keyring::new(master(5), SqliteKeyTable::open(dir.path()).unwrap());
-    let (kept, erased) = (
-        format!("p-{}", Uuid::new_v4()),
-        format!("p-{}", Uuid::new_v4()),
-    );
-    let (kept_id, erased_id) = (Uuid::new_v4(), Uuid::new_v4());
-    let (mut sealed, mut gone) = (registered(&kept), registered(&erased));
-    keyring.seal(kept_id, &mut sealed).await.unwrap();
-    keyring.seal(erased_id, &mut gone).await.unwrap();
-    keyring.erase(&erased, "layout test").await.unwrap();
-    drop(keyring);
-    let file = dir.path().join(pathway_keys::SQLITE_KEY_FILE);
-    let layout = |conn: &rusqlite::Connection| -> String {
-        conn.query_row(
-            "SELECT sql FROM sqlite_schema WHERE name = 'data_keys'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
-    };
-    {
-        // The layout of the earlier versions, with the same rows.
-        let conn = rusqlite::Connection::open(&file).unwrap();
-        assert!(layout(&conn).contains("WITHOUT ROWID"), "{}", layout(&conn));
-        conn.execute_batch(
-            "CREATE TABLE old_keys (
-                 key_id TEXT PRIMARY KEY,
-                 master_key_id TEXT NOT NULL,
-                 wrapped BLOB,
-                 destroyed_reason TEXT
-             );
-             INSERT INTO old_keys SELECT * FROM data_keys;
-             DROP TABLE data_keys;
-             ALTER TABLE old_keys RENAME TO data_keys;",
-        )
-        .unwrap();
-        assert!(!layout(&conn).contains("WITHOUT ROWID"));
-    }
-    let reopened = Keyring::new(master(5), SqliteKeyTable::open(dir.path()).unwrap());
-    let mut opened = sealed.clone();
-    reopened.open(kept_id, &mut opened).await.unwrap();
-    assert_eq!(name_of(&opened), Some(NAME));
-    let mut still_gone = gone.clone();
-    reopened.open(erased_id, &mut still_gone).await.unwrap();
-    assert_eq!(name_of(&still_gone), None, "an erased person stays erased");
-    let conn = rusqlite::Connection::open(&file).unwrap();
-    assert!(layout(&conn).contains("WITHOUT ROWID"), "{}", layout(&conn));
-    let rows: i64 = conn
-        .query_row("SELECT count(*) FROM data_keys", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(rows, 2);
-}
-
 #[tokio::test]
 async fn a_destroyed_key_leaves_no_bytes_in_the_sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
