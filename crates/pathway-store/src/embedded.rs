@@ -306,8 +306,8 @@ impl EmbeddedStore {
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         // Each part dense from its own start, as the mapped read checks it.
-        split(from, half, max, |from, to, max| {
-            self.read_rows(EVENT_COLUMNS, from, to, max, true, decode_event)
+        split(from, half, max, |from, to, max, room| {
+            self.read_rows(EVENT_COLUMNS, from, to, max, room, true, decode_event)
         })
         .await
     }
@@ -321,7 +321,7 @@ impl EmbeddedStore {
         to: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read_rows(EVENT_COLUMNS, from, to, max, false, decode_event)
+        self.read_rows(EVENT_COLUMNS, from, to, max, max, false, decode_event)
             .await
     }
 
@@ -332,6 +332,7 @@ impl EmbeddedStore {
         from: u64,
         to: u64,
         max: usize,
+        room: usize,
         parts: RecordParts,
         map: Arc<F>,
     ) -> Result<Vec<T>, StoreError>
@@ -343,7 +344,7 @@ impl EmbeddedStore {
             RecordParts::All => RECORD_COLUMNS,
             RecordParts::WithoutMetadata => RECORD_COLUMNS_WITHOUT_METADATA,
         };
-        self.read_rows(columns, from, to, max, true, move |row, path| {
+        self.read_rows(columns, from, to, max, room, true, move |row, path| {
             record_ref(row, path).map(|record| map(record))
         })
         .await
@@ -352,13 +353,17 @@ impl EmbeddedStore {
     /// The `columns` of the rows with `from <= position <= to`, at most
     /// `max`, in position order, each turned into a `T` by `each` as it is
     /// read; with `dense`, a hole in the positions from `from` is an error.
-    /// The last one read is made durable before they are returned.
+    /// The last one read is made durable before they are returned, in a
+    /// list with room for `room` (a split read's first part makes room for
+    /// the second, which is then appended without moving the first).
+    #[allow(clippy::too_many_arguments)]
     async fn read_rows<T, F>(
         &self,
         columns: &'static str,
         from: u64,
         to: u64,
         max: usize,
+        room: usize,
         dense: bool,
         each: F,
     ) -> Result<Vec<T>, StoreError>
@@ -377,7 +382,7 @@ impl EmbeddedStore {
             let mut rows = stmt
                 .query(params![sql_int(from), sql_int(to), sql_int(max)])
                 .map_err(|e| sqlite_error(path, "read", e))?;
-            let mut read = Vec::with_capacity(max.min(VERIFY_BATCH_EVENTS));
+            let mut read = Vec::with_capacity(room.max(max).min(VERIFY_BATCH_EVENTS));
             let mut last = None;
             while let Some(row) = rows.next().map_err(|e| sqlite_error(path, "read row", e))? {
                 let position: i64 = row
@@ -401,17 +406,18 @@ impl EmbeddedStore {
 }
 
 /// A read of up to `max` records from `from` in two parts read at once
-/// (`read(from, to, max)` reads one): the first `half` positions and the
-/// rest, which counts only if the first part is complete.
+/// (`read(from, to, max, room)` reads one into a list with room for
+/// `room`): the first `half` positions and the rest, which counts only if
+/// the first part is complete. The first part's list has room for both.
 async fn split<T, R, Fut>(from: u64, half: usize, max: usize, read: R) -> Result<Vec<T>, StoreError>
 where
-    R: Fn(u64, u64, usize) -> Fut,
+    R: Fn(u64, u64, usize, usize) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<T>, StoreError>>,
 {
     let second_from = from.saturating_add(sql_int_u64(half));
     let (first, second) = tokio::join!(
-        read(from, second_from - 1, half),
-        read(second_from, u64::MAX, max - half),
+        read(from, second_from - 1, half, max),
+        read(second_from, u64::MAX, max - half, max - half),
     );
     let mut records = first?;
     if records.len() == half {
@@ -546,12 +552,12 @@ impl EventStore for EmbeddedStore {
             && *self.inner.head.borrow() >= from.saturating_add(sql_int_u64(half))
         {
             // As `read_split`, each half mapped by its own reader thread.
-            return split(from, half, max, |from, to, max| {
-                self.read_range_mapped(from, to, max, parts, Arc::clone(&map))
+            return split(from, half, max, |from, to, max, room| {
+                self.read_range_mapped(from, to, max, room, parts, Arc::clone(&map))
             })
             .await;
         }
-        self.read_range_mapped(from, u64::MAX, max, parts, map)
+        self.read_range_mapped(from, u64::MAX, max, max, parts, map)
             .await
     }
 
