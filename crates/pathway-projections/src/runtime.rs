@@ -1004,25 +1004,21 @@ struct EnvelopeActor {
 /// decode (payload and envelope) what the log stores. Runs where the store
 /// reads the record ([`EventStore::read_all_mapped`]: on the embedded
 /// store, its reader threads, without copying the record first).
-/// Without the envelope ([`RecordParts::WithoutMetadata`]), the actor is
-/// unspecified.
-fn decode_record(record: RecordRef<'_>, parts: RecordParts) -> Decoded {
+/// A record read without its envelope ([`RecordParts::WithoutMetadata`])
+/// has empty metadata, which decodes as an unspecified actor.
+fn decode_record(record: RecordRef<'_>) -> Decoded {
     let event = pathway_engine::decode_record(record).map_err(|e| e.to_string());
-    let actor_department = if parts == RecordParts::WithoutMetadata {
-        Ok(pb::Department::Unspecified)
-    } else {
-        <EnvelopeActor as prost::Message>::decode(record.metadata)
-            .map(|envelope| {
-                pb::Department::try_from(envelope.actor_department)
-                    .unwrap_or(pb::Department::Unspecified)
-            })
-            .map_err(|e| {
-                format!(
-                    "stream {}: event at version {} does not decode: envelope: {e}",
-                    record.stream_id, record.stream_version
-                )
-            })
-    };
+    let actor_department = <EnvelopeActor as prost::Message>::decode(record.metadata)
+        .map(|envelope| {
+            pb::Department::try_from(envelope.actor_department)
+                .unwrap_or(pb::Department::Unspecified)
+        })
+        .map_err(|e| {
+            format!(
+                "stream {}: event at version {} does not decode: envelope: {e}",
+                record.stream_id, record.stream_version
+            )
+        });
     Decoded {
         position: record.position,
         event_id: record.event_id,
@@ -1287,7 +1283,7 @@ fn start_read<S: EventStore + Clone>(
     let store = store.clone();
     let task = tokio::spawn(async move {
         let decoded = store
-            .read_all_mapped(from, max, parts, move |record| decode_record(record, parts))
+            .read_all_mapped(from, max, parts, decode_record)
             .await?;
         for (offset, event) in (0u64..).zip(&decoded) {
             if event.position != from + offset {

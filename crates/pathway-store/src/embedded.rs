@@ -139,24 +139,28 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;",
 ];
 
-/// The column list of [`RECORD_COLUMNS`], as a literal to build on.
+/// The column list of [`RECORD_COLUMNS`], as a literal to build on, with
+/// `$metadata` the expression read in the metadata's place.
 macro_rules! record_columns {
-    () => {
-        "position, stream_id, stream_version, event_id, event_type, \
-         schema_version, recorded_at_micros, metadata, payload"
+    ($metadata:literal) => {
+        concat!(
+            "position, stream_id, stream_version, event_id, event_type, \
+             schema_version, recorded_at_micros, ",
+            $metadata,
+            ", payload"
+        )
     };
 }
 
 /// The columns of a record ([`record_ref`]), without its hashes: what a
 /// mapped read hands on (SQLite copies every blob column it returns).
-const RECORD_COLUMNS: &str = record_columns!();
+const RECORD_COLUMNS: &str = record_columns!("metadata");
 /// [`RECORD_COLUMNS`] with an empty blob in the metadata's place
 /// ([`RecordParts::WithoutMetadata`]): SQLite neither copies nor returns
 /// the envelope, and the columns keep their indices.
-const RECORD_COLUMNS_WITHOUT_METADATA: &str = "position, stream_id, stream_version, event_id, \
-     event_type, schema_version, recorded_at_micros, x'' AS metadata, payload";
+const RECORD_COLUMNS_WITHOUT_METADATA: &str = record_columns!("x'' AS metadata");
 /// The columns of a stored event ([`decode_event`]): a record and its hashes.
-const EVENT_COLUMNS: &str = concat!(record_columns!(), ", prev_hash, hash");
+const EVENT_COLUMNS: &str = concat!(record_columns!("metadata"), ", prev_hash, hash");
 
 const INSERT_EVENT: &str = "INSERT INTO events (position, stream_id, stream_version, event_id, \
      event_type, schema_version, recorded_at_micros, metadata, payload, prev_hash, hash) \

@@ -454,10 +454,7 @@ impl RowCache {
             }
             let slots = std::mem::take(&mut cached.dirty);
             let rows = &cached.rows;
-            // With each key its sort prefix, so the sort compares integers
-            // held in the list, and follows a key to its values only where
-            // two prefixes tie.
-            let mut writes: Vec<(u64, &[Value], Write<'_>)> = Vec::with_capacity(slots.len());
+            let mut writes: Vec<(&[Value], Write<'_>)> = Vec::with_capacity(slots.len());
             for &slot in &slots {
                 let write = match rows.entry(slot) {
                     Entry::Known { dirty: false, .. }
@@ -475,14 +472,12 @@ impl RowCache {
                     Entry::Known { row: Some(row), .. } => Write::Row(row),
                     Entry::Blind(changes) => Write::Merge(changes),
                 };
-                let key = rows.key(slot);
-                writes.push((sort_prefix(key), key, write));
+                writes.push((rows.key(slot), write));
             }
-            writes.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-            let writes: Vec<(&[Value], Write<'_>)> = writes
-                .into_iter()
-                .map(|(_, key, write)| (key, write))
-                .collect();
+            // Each key's sort prefix computed once and held beside it, so
+            // the sort compares integers, and follows a key to its values
+            // only where two prefixes tie.
+            writes.sort_by_cached_key(|(key, _)| (sort_prefix(key), *key));
             store.flush(table, &writes)?;
             drop(writes);
             for slot in slots {
